@@ -1,0 +1,3 @@
+from recbatch.cli import app
+
+app()

@@ -1,0 +1,304 @@
+"""Typed configuration: one pydantic model per stage, loaded from TOML with `--set` overrides.
+
+Defaults live here, so the installed package works without the repository's `conf/`
+folder; `conf/default.toml` documents every key with these same values (a test keeps
+the two in step). Validation happens before Spark starts: a wrong key or value raises
+`ConfigError` naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from recbatch.errors import ConfigError
+
+# Kept in step with recbatch.models.registry by a test; listed here so that validating a
+# config never has to import TensorFlow.
+MODEL_NAMES = ("seed", "mf")
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SparkConfig(Section):
+    """How the SparkSession is built (ignored where spark-submit already chose a master)."""
+
+    master: str = Field("local[*]", description="Spark master for embedded runs; spark-submit's wins.")
+    app_name: str = Field("recbatch", description="Application name shown in the Spark UI.")
+    driver_memory: str = Field("2g", description="Driver JVM heap for embedded runs, e.g. '2g'.")
+    shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions.")
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = Field("WARN", description="Spark log level.")
+    threads_per_task: int = Field(
+        1, ge=1, description="TensorFlow/BLAS threads per Python worker, so tasks do not oversubscribe cores."
+    )
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings, passed as-is.")
+
+
+class PathsConfig(Section):
+    """Where artifacts go."""
+
+    workdir: str = Field("out/recbatch", description="Root for runs/, published/ and locks/.")
+
+
+class InputConfig(Section):
+    """The raw interaction log and how its columns map onto recbatch's names."""
+
+    path: str = Field("data/demo/events.csv", description="A file, a directory of part files, or a glob.")
+    format: Literal["csv", "tsv", "jsonl", "parquet"] = Field("csv", description="File format.")
+    header: bool = Field(True, description="CSV/TSV: the first line holds column names.")
+    delimiter: str | None = Field(None, description="CSV/TSV field separator; default ',' (csv) or tab (tsv).")
+    names: list[str] | None = Field(
+        None, description="CSV/TSV without a header: the column names, in file order."
+    )
+    user_col: str = Field("user_id", description="Column holding the user id.")
+    item_col: str = Field("item_id", description="Column holding the item id.")
+    rating_col: str | None = Field("rating", description="Column holding an explicit rating, or none.")
+    timestamp_col: str | None = Field("timestamp", description="Column holding the event time, or none.")
+    event_col: str | None = Field("event", description="Column holding the event type, or none.")
+    timestamp_unit: Literal["s", "ms", "iso"] = Field(
+        "s", description="Timestamps as unix seconds, unix milliseconds, or ISO-8601 strings."
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode("unicode_escape").decode()) == 0:
+            raise ValueError("must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _names_when_headerless(self) -> InputConfig:
+        if self.format in ("csv", "tsv") and not self.header and not self.names:
+            raise ValueError("a CSV/TSV file without a header needs input.names (the columns in order)")
+        return self
+
+    def effective_delimiter(self) -> str:
+        """The field separator actually used for CSV/TSV."""
+        if self.delimiter is not None:
+            return self.delimiter
+        return "\t" if self.format == "tsv" else ","
+
+
+class SynthConfig(Section):
+    """The built-in synthetic interaction generator (`recbatch synth`)."""
+
+    users: int = Field(2000, ge=1, description="Number of distinct users.")
+    items: int = Field(1000, ge=1, description="Number of distinct items.")
+    events: int = Field(100_000, ge=1, description="Number of event rows to write (before malformed extras).")
+    clusters: int = Field(8, ge=1, description="Latent taste clusters users are drawn from.")
+    affinity: float = Field(
+        0.8, ge=0.0, le=1.0, description="Share of a user's events drawn from their cluster's items."
+    )
+    popularity_exponent: float = Field(1.0, gt=0.0, description="Zipf exponent of item popularity.")
+    days: int = Field(90, ge=1, description="Length of the timestamp window, ending at end_date.")
+    end_date: str = Field("2026-01-01", description="Last day of the window (YYYY-MM-DD).")
+    malformed_rate: float = Field(0.005, ge=0.0, le=0.5, description="Share of rows made malformed.")
+    files: int = Field(1, ge=1, description="Number of part files to write.")
+    seed: int = Field(7, description="Random seed: the same seed gives byte-identical files.")
+    out: str = Field("data/demo/events.csv", description="Output file (or directory when files > 1).")
+
+
+class PrepareConfig(Section):
+    """Cleaning, aggregation, indexing and the evaluation split."""
+
+    feedback: Literal["implicit", "explicit"] = Field(
+        "implicit", description="implicit: events are positives weighted by type; explicit: ratings matter."
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "click": 2.0, "purchase": 5.0},
+        description="Weight of each event type; rows with another type are quarantined (unknown_event).",
+    )
+    default_event: str = Field(
+        "interaction", description="Event type assumed when the input has no event column."
+    )
+    rating_min: float = Field(1.0, description="Smallest valid rating; smaller ones are quarantined.")
+    rating_max: float = Field(5.0, description="Largest valid rating; larger ones are quarantined.")
+    min_rating: float | None = Field(
+        None, description="Explicit feedback: aggregated mean ratings below this are not positives."
+    )
+    min_user_interactions: int = Field(
+        2, ge=1, description="Users with fewer distinct items are filtered out (reported)."
+    )
+    min_item_interactions: int = Field(
+        1, ge=1, description="Items with fewer distinct users are filtered out (reported)."
+    )
+    test_per_user: int = Field(
+        1, ge=0, description="Leave-last-N-out: each user's N latest items go to test (0: no test split)."
+    )
+
+    @field_validator("event_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if v <= 0}
+        if bad:
+            raise ValueError(f"event weights must be > 0, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _rating_range(self) -> PrepareConfig:
+        if self.rating_min > self.rating_max:
+            raise ValueError(f"rating_min ({self.rating_min}) is above rating_max ({self.rating_max})")
+        return self
+
+
+class TrainConfig(Section):
+    """Model choice and fitting."""
+
+    model: str = Field("mf", description=f"Registered model name: one of {', '.join(MODEL_NAMES)}.")
+    embedding_dim: int = Field(32, ge=1, le=4096, description="Embedding size.")
+    epochs: int = Field(10, ge=1, description="Passes over the training positives.")
+    batch_size: int = Field(2048, ge=1, description="Examples per gradient step.")
+    learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
+    l2: float = Field(0.0, ge=0.0, description="L2 penalty on embeddings.")
+    negatives: int = Field(4, ge=1, description="Uniformly sampled negatives per positive.")
+    seed: int = Field(42, description="Seed for initialisation, shuffling and negative sampling.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_NAMES:
+            raise ValueError(f"unknown model {value!r}; choose one of {', '.join(MODEL_NAMES)}")
+        return value
+
+
+class EvaluateConfig(Section):
+    """Ranking evaluation on the held-out split."""
+
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20], description="Cut-offs K for metrics@K.")
+    primary_k: int = Field(10, ge=1, description="The K used in summaries and comparisons.")
+    baselines: list[Literal["popularity"]] = Field(
+        default_factory=lambda: ["popularity"], description="Baselines evaluated beside the model."
+    )
+    max_users: int | None = Field(
+        None, ge=1, description="Evaluate a seeded sample of at most this many test users (none: all)."
+    )
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, value: list[int]) -> list[int]:
+        if not value or any(k < 1 for k in value):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(value))
+
+
+class ScoreConfig(Section):
+    """Batch top-K scoring."""
+
+    k: int = Field(10, ge=1, description="Recommendations per user.")
+    exclude_seen: bool = Field(True, description="Never recommend items the user interacted with.")
+    user_block: int = Field(4096, ge=1, description="Users scored per matrix multiply.")
+    partitions: int | None = Field(None, ge=1, description="User partitions (none: Spark's parallelism).")
+
+
+class PublishConfig(Section):
+    """Atomic publishing of the recommendation table."""
+
+    table: str = Field("recommendations", description="Table name under <workdir>/published/.")
+    keep_versions: int = Field(3, ge=1, description="Versions kept per date; older ones are removed.")
+
+    @field_validator("table")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError("table must be a plain name without '/' and not starting with '.'")
+        return value
+
+
+class Config(Section):
+    """The whole configuration; each stage reads its own section."""
+
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the effective configuration."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set train.epochs=5")
+    key, raw = item.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".")]
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. train.epochs")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string, as users expect of `--set train.model=mf`
+    return parts, value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("conf", "event_weights"):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        section = _section_model(error["loc"][:-1])
+        allowed = ", ".join(section.model_fields) if section else "?"
+        return f"{source}: unknown key {key!r} (allowed here: {allowed})"
+    value = error.get("input")
+    msg = error["msg"].removeprefix("Value error, ")
+    return f"{source}: {key} = {value!r} is invalid: {msg}"
+
+
+def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load defaults, then the TOML file (if any), then `section.key=value` overrides; validate all."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        file = Path(path)
+        source = str(file)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist (pass --config with a TOML file, e.g. conf/demo.toml)")
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    for item in overrides or []:
+        parts, value = _parse_override(item)
+        patch: dict[str, Any] = {parts[-1]: value}
+        for part in reversed(parts[:-1]):
+            patch = {part: patch}
+        data = _merge(data, patch)
+        if overrides:
+            source = f"{source} + --set"
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(e, source) for e in exc.errors())) from None

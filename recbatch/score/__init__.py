@@ -1,0 +1,1 @@
+"""Batch scoring: per-block top-K kernels and the Spark engine that runs them per partition."""
