@@ -55,18 +55,32 @@ class InputConfig(Section):
     path: str = Field("data/demo/events.csv", description="A file, a directory of part files, or a glob.")
     format: Literal["csv", "tsv", "jsonl", "parquet"] = Field("csv", description="File format.")
     header: bool = Field(True, description="CSV/TSV: the first line holds column names.")
-    delimiter: str | None = Field(None, description="CSV/TSV field separator; default ',' (csv) or tab (tsv).")
+    delimiter: str | None = Field(
+        None, description="CSV/TSV field separator; default ',' (csv) or tab (tsv)."
+    )
     names: list[str] | None = Field(
         None, description="CSV/TSV without a header: the column names, in file order."
     )
     user_col: str = Field("user_id", description="Column holding the user id.")
     item_col: str = Field("item_id", description="Column holding the item id.")
-    rating_col: str | None = Field("rating", description="Column holding an explicit rating, or none.")
-    timestamp_col: str | None = Field("timestamp", description="Column holding the event time, or none.")
-    event_col: str | None = Field("event", description="Column holding the event type, or none.")
+    rating_col: str | None = Field(
+        "rating", description='Column holding an explicit rating; "" if the input has none.'
+    )
+    timestamp_col: str | None = Field(
+        "timestamp", description='Column holding the event time; "" if the input has none.'
+    )
+    event_col: str | None = Field(
+        "event", description='Column holding the event type; "" if the input has none.'
+    )
     timestamp_unit: Literal["s", "ms", "iso"] = Field(
         "s", description="Timestamps as unix seconds, unix milliseconds, or ISO-8601 strings."
     )
+
+    @field_validator("rating_col", "timestamp_col", "event_col", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: str | None) -> str | None:
+        # TOML has no null: an empty string says "this input has no such column".
+        return None if value == "" else value
 
     @field_validator("delimiter")
     @classmethod
@@ -249,7 +263,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("conf", "event_weights"):
+        if (
+            isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and key not in ("conf", "event_weights")
+        ):
             out[key] = _merge(out[key], value)
         else:
             out[key] = value
@@ -271,7 +289,11 @@ def _section_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     for part in loc:
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+        if (
+            field is None
+            or not isinstance(field.annotation, type)
+            or not issubclass(field.annotation, BaseModel)
+        ):
             return None
         model = field.annotation
     return model
@@ -285,7 +307,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         file = Path(path)
         source = str(file)
         if not file.is_file():
-            raise ConfigError(f"config file {file} does not exist (pass --config with a TOML file, e.g. conf/demo.toml)")
+            raise ConfigError(
+                f"config file {file} does not exist (pass --config with a TOML file, e.g. conf/demo.toml)"
+            )
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
@@ -296,8 +320,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         for part in reversed(parts[:-1]):
             patch = {part: patch}
         data = _merge(data, patch)
-        if overrides:
-            source = f"{source} + --set"
+    if overrides:
+        source = f"{source} + --set"
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -1,11 +1,11 @@
 """Where every artifact lives, in one place, so stages agree on paths.
 
-    <workdir>/runs/dt=<date>/prepared/   interactions/ train/ test/ quarantine/ vocab/users/ vocab/items/ report.json
-    <workdir>/runs/dt=<date>/model/      model.keras user_factors.parquet item_factors.parquet manifest.json
-    <workdir>/runs/dt=<date>/eval/       metrics.json report.md *.png
-    <workdir>/runs/dt=<date>/scored/     the staged recommendation table before publishing
-    <workdir>/published/<table>/         dt=<date> -> .versions/dt=<date>/<run_id> (atomic symlink swap)
-    <workdir>/locks/                     one lock file per work directory
+<workdir>/runs/dt=<date>/prepared/   interactions/ train/ test/ quarantine/ vocab/users/ vocab/items/ report.json
+<workdir>/runs/dt=<date>/model/      model.keras user_factors.parquet item_factors.parquet manifest.json
+<workdir>/runs/dt=<date>/eval/       metrics.json report.md *.png
+<workdir>/runs/dt=<date>/scored/     the staged recommendation table before publishing
+<workdir>/published/<table>/         dt=<date> -> .versions/dt=<date>/<run_id> (atomic symlink swap)
+<workdir>/locks/                     one lock file per work directory
 """
 
 from __future__ import annotations

@@ -31,5 +31,7 @@ def spark():
 def ml100k() -> Path:
     """Path to MovieLens-100K beside the repo; tests using it skip when it is absent."""
     if not (ML100K / "u.data").is_file():
-        pytest.skip(f"MovieLens-100K not found at {ML100K} (set RECBATCH_ML100K to its folder to run this test)")
+        pytest.skip(
+            f"MovieLens-100K not found at {ML100K} (set RECBATCH_ML100K to its folder to run this test)"
+        )
     return ML100K

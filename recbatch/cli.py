@@ -1,0 +1,230 @@
+"""The `recbatch` command line: one command per stage, plus `run` for all of them.
+
+Errors become one-line messages and documented exit codes (see recbatch.errors);
+`--verbose` adds the traceback. Spark and TensorFlow are imported only inside commands,
+so `recbatch --help` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from recbatch.config import Config, load_config
+from recbatch.errors import EXIT_CODES, RecbatchError
+
+app = typer.Typer(
+    name="recbatch",
+    help="Batch top-K recommendations on Apache Spark: synth, prepare, train, evaluate, score, run.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (see conf/default.toml).")
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key, e.g. --set train.epochs=5 (repeatable)."),
+]
+DateOpt = Annotated[
+    str | None, typer.Option("--date", "-d", help="Run date YYYY-MM-DD (default: today, UTC).")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("py4j", "matplotlib", "absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(code: int, message: str, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc()
+    typer.echo(f"recbatch: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handles_errors(command: F) -> F:
+    """Turn recbatch, Spark and unexpected errors into one line and a documented exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = bool(kwargs.get("verbose"))
+        _setup_logging(verbose)
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except RecbatchError as exc:
+            _fail(exc.exit_code, str(exc), verbose)
+        except KeyboardInterrupt:
+            _fail(130, "interrupted", verbose)
+        except Exception as exc:
+            name = type(exc).__name__
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+            if name in ("AnalysisException", "Py4JJavaError", "PythonException", "SparkRuntimeException"):
+                _fail(4, f"Spark failed: {first[:500]} (rerun with --verbose for details)", verbose)
+            _fail(1, f"unexpected {name}: {first[:500]} (a bug: rerun with --verbose and report it)", verbose)
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> Config:
+    return load_config(config, overrides or [])
+
+
+def _spark(cfg: Config):
+    from recbatch.session import build_session
+
+    return build_session(cfg.spark)
+
+
+def _layout(cfg: Config, date: str | None):
+    from recbatch.pipeline import layout_for
+    from recbatch.runs import parse_date
+
+    return layout_for(cfg, parse_date(date))
+
+
+@app.command()
+@handles_errors
+def synth(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    users: Annotated[int | None, typer.Option(help="Distinct users (synth.users).")] = None,
+    items: Annotated[int | None, typer.Option(help="Distinct items (synth.items).")] = None,
+    events: Annotated[int | None, typer.Option(help="Event rows (synth.events).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (synth.seed).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output file or folder (synth.out).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write a deterministic synthetic interaction log (long-tail items, taste clusters, some bad rows)."""
+    flags = {"users": users, "items": items, "events": events, "seed": seed, "out": out}
+    overrides = list(set_ or []) + [f"synth.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
+    cfg = _load(config, overrides)
+    from recbatch.synth import generate
+
+    summary = generate(cfg.synth)
+    typer.echo(
+        f"wrote {summary['rows']:,} rows ({summary.get('malformed', 0):,} deliberately malformed) "
+        f"to {summary['path']}"
+    )
+
+
+def _toml(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, (str, Path)) else str(value)
+
+
+@app.command()
+@handles_errors
+def prepare(
+    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Clean, deduplicate, aggregate, index and split the raw log into Parquet."""
+    from recbatch import pipeline
+    from recbatch.summary import render_report
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    report = pipeline.prepare(_spark(cfg), cfg, layout)
+    typer.echo(render_report(report, layout))
+
+
+@app.command()
+@handles_errors
+def train(
+    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Fit the configured Keras model on the prepared train split."""
+    from recbatch import pipeline
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    manifest = pipeline.train(cfg, layout)
+    typer.echo(
+        f"trained {manifest['model']} in {manifest.get('train_seconds', 0):.1f}s -> {layout.model_dir}"
+    )
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Rank held-out items for the model and the baselines; print and save the metrics."""
+    from recbatch import pipeline
+    from recbatch.evaluate import format_metrics_table
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    metrics = pipeline.evaluate(cfg, layout)
+    typer.echo(format_metrics_table(metrics))
+    typer.echo(f"metrics -> {layout.metrics}")
+
+
+@app.command()
+@handles_errors
+def score(
+    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Score every user against every unseen item and publish the top-K table atomically."""
+    from recbatch import pipeline
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout)
+    typer.echo(f"published {manifest['rows']:,} rows for {manifest['users']:,} users -> {manifest['path']}")
+
+
+@app.command()
+@handles_errors
+def run(
+    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Run every stage for one date: prepare, train, evaluate, score and publish (idempotent, locked)."""
+    from recbatch import pipeline
+    from recbatch.runs import workdir_lock
+    from recbatch.summary import render_run
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    with workdir_lock(layout.lock_file, f"run --date {layout.date}"):
+        spark = _spark(cfg)
+        result = pipeline.run_all(spark, cfg, layout.date)
+        typer.echo(render_run(spark, result))
+
+
+@app.command("config")
+@handles_errors
+def show_config(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Validate the configuration and print the effective values as JSON."""
+    import json
+
+    cfg = _load(config, set_)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+@app.command("exit-codes")
+def exit_codes() -> None:
+    """List the exit codes recbatch uses."""
+    for code, meaning in EXIT_CODES.items():
+        typer.echo(f"{code:>3}  {meaning}")

@@ -1,0 +1,131 @@
+"""The stages wired together: what `recbatch <stage>`, `recbatch run` and jobs/ call.
+
+Each stage reads its inputs from the run's artifact layout and writes its outputs there,
+so stages can be rerun one at a time. Spark is passed in (built once by the caller).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recbatch.config import Config
+from recbatch.layout import RunLayout
+from recbatch.runs import make_run_id, versions
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+STAGES = ("prepare", "train", "evaluate", "score")
+
+
+def layout_for(config: Config, date: str) -> RunLayout:
+    """The artifact layout of this config's work directory for one date."""
+    return RunLayout(Path(config.paths.workdir), date)
+
+
+def prepare(spark: SparkSession, config: Config, layout: RunLayout) -> dict[str, Any]:
+    """Clean, aggregate, index and split the raw log; returns the row-accounting report."""
+    from recbatch.prep.stage import run_prepare
+
+    return run_prepare(spark, config, layout)
+
+
+def train(config: Config, layout: RunLayout) -> dict[str, Any]:
+    """Fit the configured model on the prepared train split; returns its manifest."""
+    from recbatch.train import run_train
+
+    return run_train(config, layout)
+
+
+def evaluate(config: Config, layout: RunLayout) -> dict[str, Any]:
+    """Rank held-out items for the model and the baselines; returns the metrics."""
+    from recbatch.evaluate import run_evaluate
+
+    return run_evaluate(config, layout)
+
+
+def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayout) -> DataFrame:
+    """How many rows each user must get: K, or fewer only when their unseen catalogue is smaller."""
+    from pyspark.sql import functions as F
+
+    k = config.score.k
+    items = spark.read.parquet(str(layout.item_vocab)).count()
+    users = spark.read.parquet(str(layout.user_vocab))
+    if not config.score.exclude_seen:
+        return users.select("user_id", F.lit(min(k, items)).alias("expected"))
+    seen = spark.read.parquet(str(layout.interactions)).groupBy("user_idx").agg(F.count("*").alias("seen"))
+    return users.join(seen, on="user_idx", how="left").select(
+        "user_id",
+        F.least(F.lit(k), F.lit(items) - F.coalesce(F.col("seen"), F.lit(0))).alias("expected"),
+    )
+
+
+def score_and_publish(
+    spark: SparkSession, config: Config, layout: RunLayout, run_id: str | None = None
+) -> dict[str, Any]:
+    """Score every user, then publish the table atomically; returns the publish manifest."""
+    import json
+
+    from recbatch.io.publish import publish_table
+    from recbatch.score.engine import run_score
+
+    run_id = run_id or make_run_id(config, layout.date)
+    started = time.perf_counter()
+    recommendations = run_score(spark, config, layout, run_id)
+    model_manifest = json.loads(layout.model_manifest.read_text(encoding="utf-8"))
+    manifest = publish_table(
+        recommendations,
+        config.publish,
+        layout.published_root,
+        layout.date,
+        run_id,
+        config.score.k,
+        expected_rows_per_user(spark, config, layout),
+        {
+            "model": model_manifest.get("model"),
+            "config_hash": config.fingerprint(),
+            "data_fingerprint": model_manifest.get("data_fingerprint"),
+            "versions": versions(),
+            "score_seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    return manifest
+
+
+@dataclass
+class RunResult:
+    """What `recbatch run` did, for the summary and for tests."""
+
+    date: str
+    run_id: str
+    layout: RunLayout
+    report: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    published: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run_all(spark: SparkSession, config: Config, date: str) -> RunResult:
+    """prepare → train → evaluate → score/publish for one date."""
+    layout = layout_for(config, date)
+    result = RunResult(date=date, run_id=make_run_id(config, date), layout=layout)
+    steps = (
+        ("prepare", lambda: prepare(spark, config, layout), "report"),
+        ("train", lambda: train(config, layout), "model"),
+        ("evaluate", lambda: evaluate(config, layout), "metrics"),
+        ("score", lambda: score_and_publish(spark, config, layout, result.run_id), "published"),
+    )
+    for name, step, attr in steps:
+        log.info("stage %s: starting", name)
+        started = time.perf_counter()
+        setattr(result, attr, step())
+        result.seconds[name] = round(time.perf_counter() - started, 2)
+        log.info("stage %s: done in %.1fs", name, result.seconds[name])
+    return result

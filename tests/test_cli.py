@@ -1,0 +1,58 @@
+"""The CLI as a user meets it: help, config errors and exit codes (no Spark needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from recbatch.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_stage():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("synth", "prepare", "train", "evaluate", "score", "run"):
+        assert command in result.output
+
+
+def test_importing_the_cli_loads_neither_spark_nor_tensorflow():
+    code = (
+        "import sys, recbatch.cli\n"
+        "heavy = [m for m in ('pyspark', 'tensorflow', 'keras', 'pandas') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_bad_config_value_is_one_line_and_exit_2():
+    result = runner.invoke(app, ["run", "--set", "train.epochs=-1"])
+    assert result.exit_code == 2
+    assert "train.epochs = -1 is invalid" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_key_missing_config_and_bad_date_exit_2(tmp_path):
+    assert runner.invoke(app, ["train", "--set", "train.epoch=1"]).exit_code == 2
+    missing = runner.invoke(app, ["prepare", "--config", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2
+    assert "does not exist" in missing.output
+    bad_date = runner.invoke(app, ["score", "--date", "2026-02-30"])
+    assert bad_date.exit_code == 2
+    assert "YYYY-MM-DD" in bad_date.output
+
+
+def test_config_command_prints_effective_values():
+    result = runner.invoke(app, ["config", "--config", "conf/demo.toml", "--set", "train.epochs=3"])
+    assert result.exit_code == 0
+    assert '"epochs": 3' in result.output
+
+
+def test_exit_codes_are_listed():
+    result = runner.invoke(app, ["exit-codes"])
+    assert result.exit_code == 0
+    assert "2  usage or configuration error" in result.output
