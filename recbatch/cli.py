@@ -215,10 +215,22 @@ def run(
 
 @app.command("config")
 @handles_errors
-def show_config(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
-    """Validate the configuration and print the effective values as JSON."""
+def show_config(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    template: Annotated[
+        bool, typer.Option("--template", help="Print every key with its default and meaning, as TOML.")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Validate the configuration and print the effective values as JSON (or a documented template)."""
     import json
 
+    if template:
+        from recbatch.config_doc import defaults_template
+
+        typer.echo(defaults_template(), nl=False)
+        return
     cfg = _load(config, set_)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
 

@@ -189,8 +189,9 @@ class EvaluateConfig(Section):
 
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20], description="Cut-offs K for metrics@K.")
     primary_k: int = Field(10, ge=1, description="The K used in summaries and comparisons.")
-    baselines: list[Literal["popularity"]] = Field(
-        default_factory=lambda: ["popularity"], description="Baselines evaluated beside the model."
+    baselines: list[Literal["popularity", "als"]] = Field(
+        default_factory=lambda: ["popularity", "als"],
+        description="Baselines evaluated beside the model: popularity, als (Spark MLlib, see [als]).",
     )
     max_users: int | None = Field(
         None, ge=1, description="Evaluate a seeded sample of at most this many test users (none: all)."
@@ -202,6 +203,18 @@ class EvaluateConfig(Section):
         if not value or any(k < 1 for k in value):
             raise ValueError("ks must be a non-empty list of positive integers")
         return sorted(set(value))
+
+
+class AlsConfig(Section):
+    """Spark MLlib ALS with implicit preferences, the baseline evaluated beside recbatch's models."""
+
+    rank: int = Field(32, ge=1, description="Number of latent factors.")
+    reg: float = Field(0.01, ge=0.0, description="Regularisation (regParam).")
+    alpha: float = Field(
+        10.0, gt=0.0, description="Confidence scaling of implicit feedback: c = 1 + alpha * weight."
+    )
+    max_iter: int = Field(15, ge=1, description="ALS sweeps.")
+    seed: int = Field(42, description="Seed of the initial factors.")
 
 
 class ScoreConfig(Section):
@@ -237,6 +250,7 @@ class Config(Section):
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    als: AlsConfig = Field(default_factory=AlsConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
 
