@@ -1,0 +1,113 @@
+"""Top-K ranking metrics with binary relevance, in pure numpy.
+
+Inputs: `ranked`, an int array [users, K'] of item indices best first, padded with -1
+where fewer items were ranked (K' >= K; only the first K columns count), and `relevant`,
+one array of relevant item indices per row (the user's held-out test items). Every user
+must have at least one relevant item; each metric is averaged over users.
+
+Definitions for one user with hits h_j (1 if the item at rank j = 1..K is relevant),
+R = |relevant| and m = min(R, K):
+
+- hr@K         1 if any h_j, else 0
+- precision@K  sum(h_j) / K             (padding counts as a miss)
+- recall@K     sum(h_j) / R             (R, not m: a user with R > K cannot reach 1)
+- ndcg@K       sum(h_j / log2(j + 1)) / sum_{j=1..m} 1 / log2(j + 1)
+- map@K        sum_j h_j * precision@j / m
+- coverage@K   distinct items ranked in the top K over all users / n_items (a catalogue property)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+METRIC_NAMES = ("hr", "ndcg", "precision", "recall", "map", "coverage")
+
+
+def hits_matrix(ranked: np.ndarray, relevant: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Boolean [users, k]: whether the item at each rank is relevant to that user."""
+    ranked = np.asarray(ranked, dtype=np.int64)[:, :k]
+    if len(relevant) != len(ranked):
+        raise ValueError(f"ranked has {len(ranked)} rows but relevant has {len(relevant)}")
+    # One vectorised membership test on (row, item) keys instead of a loop over users.
+    lengths = np.array([len(r) for r in relevant], dtype=np.int64)
+    rel_items = np.concatenate(
+        [np.asarray(r, dtype=np.int64).ravel() for r in relevant] + [np.empty(0, np.int64)]
+    )
+    width = int(max(ranked.max(initial=0), rel_items.max(initial=0))) + 1
+    rel_keys = np.repeat(np.arange(len(relevant), dtype=np.int64), lengths) * width + rel_items
+    rank_keys = np.arange(len(ranked), dtype=np.int64)[:, None] * width + ranked
+    return np.isin(rank_keys, rel_keys) & (ranked >= 0)
+
+
+def _relevant_counts(relevant: Sequence[np.ndarray]) -> np.ndarray:
+    counts = np.array([len(np.unique(np.asarray(r))) for r in relevant], dtype=np.float64)
+    if np.any(counts == 0):
+        raise ValueError("every user needs at least one relevant item; leave out users without test items")
+    return counts
+
+
+def _discounts(k: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, k + 2))
+
+
+def hit_rate(hits: np.ndarray) -> float:
+    """HR@K: share of users with at least one relevant item in the top K."""
+    return float(hits.any(axis=1).mean())
+
+
+def precision(hits: np.ndarray) -> float:
+    """Precision@K: relevant items in the top K over K, averaged over users."""
+    return float((hits.sum(axis=1) / hits.shape[1]).mean())
+
+
+def recall(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """Recall@K: relevant items in the top K over all of the user's relevant items."""
+    return float((hits.sum(axis=1) / n_relevant).mean())
+
+
+def ndcg(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """NDCG@K with binary gains; the ideal DCG puts min(R, K) hits at the top."""
+    k = hits.shape[1]
+    disc = _discounts(k)
+    dcg = hits.astype(np.float64) @ disc
+    ideal = np.cumsum(disc)[np.minimum(n_relevant, k).astype(np.int64) - 1]
+    return float((dcg / ideal).mean())
+
+
+def mean_average_precision(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """MAP@K: precision at each hit's rank, summed and divided by min(R, K), averaged over users."""
+    k = hits.shape[1]
+    h = hits.astype(np.float64)
+    prec_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+    return float(((prec_at * h).sum(axis=1) / np.minimum(n_relevant, k)).mean())
+
+
+def coverage(ranked: np.ndarray, k: int, n_items: int) -> float:
+    """Catalogue coverage@K: distinct items recommended in anyone's top K over n_items."""
+    top = np.asarray(ranked)[:, :k]
+    return float(len(np.unique(top[top >= 0])) / n_items)
+
+
+def ranking_metrics(
+    ranked: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int], n_items: int
+) -> dict[str, float]:
+    """All metrics at every K in `ks`, keyed "<metric>@<K>" (e.g. "ndcg@10"), K ascending."""
+    ranked = np.asarray(ranked)
+    if ranked.ndim != 2 or len(ranked) == 0:
+        raise ValueError("ranked must be a non-empty [users, K] array")
+    if max(ks) > ranked.shape[1]:
+        raise ValueError(f"ranked has {ranked.shape[1]} columns, fewer than K = {max(ks)}")
+    n_rel = _relevant_counts(relevant)
+    full = hits_matrix(ranked, relevant, max(ks))
+    out: dict[str, float] = {}
+    for k in sorted(set(ks)):
+        hits = full[:, :k]
+        out[f"hr@{k}"] = hit_rate(hits)
+        out[f"ndcg@{k}"] = ndcg(hits, n_rel)
+        out[f"precision@{k}"] = precision(hits)
+        out[f"recall@{k}"] = recall(hits, n_rel)
+        out[f"map@{k}"] = mean_average_precision(hits, n_rel)
+        out[f"coverage@{k}"] = coverage(ranked, k, n_items)
+    return out

@@ -1,0 +1,4 @@
+"""Training internals: prepared-data readers and input pipeline (`data`), artifacts (`artifacts`).
+
+The stage entry point is `recbatch.train.run_train`.
+"""

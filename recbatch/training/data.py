@@ -1,0 +1,148 @@
+"""Prepared data for training and evaluation, negative sampling and the tf.data input.
+
+Training reads only the (user_idx, item_idx) columns of the prepared Parquet with
+pyarrow into two int32 arrays (8 bytes per positive); no pandas frame is built. Every
+epoch draws fresh negatives, so the tf.data pipeline is a generator over numpy batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from recbatch.errors import DataError
+from recbatch.layout import RunLayout
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# Rounds of redrawing negatives that hit a known positive; the few left after that (only
+# users who have seen nearly every item) are kept as label-0 examples.
+_REDRAW_ROUNDS = 10
+
+
+def require_prepared(layout: RunLayout) -> None:
+    """Raise DataError unless the prepared train split and both vocabularies exist."""
+    for name, path in (
+        ("train split", layout.train),
+        ("user vocabulary", layout.user_vocab),
+        ("item vocabulary", layout.item_vocab),
+    ):
+        if not path.exists():
+            raise DataError(
+                f"prepared {name} not found at {path}: run `recbatch prepare` first "
+                f"(with the same --date and paths.workdir)"
+            )
+
+
+def _dataset(path: Path) -> Any:
+    import pyarrow.dataset as ds
+
+    try:
+        return ds.dataset(str(path), format="parquet")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read Parquet at {path}: {exc}") from None
+
+
+def parquet_files(path: Path) -> list[str]:
+    """The Parquet data files under `path` (hidden and `_` files such as _SUCCESS skipped), sorted."""
+    return sorted(_dataset(path).files)
+
+
+def count_rows(path: Path) -> int:
+    """Number of rows in the Parquet file or directory at `path`."""
+    return int(_dataset(path).count_rows())
+
+
+def read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The (user_idx, item_idx) columns of a prepared split as two int32 arrays."""
+    dataset = _dataset(path)
+    missing = {"user_idx", "item_idx"} - set(dataset.schema.names)
+    if missing:
+        raise DataError(
+            f"{path} lacks column(s) {sorted(missing)} (has {dataset.schema.names}): "
+            "re-run `recbatch prepare` to rebuild the prepared data"
+        )
+    table = dataset.to_table(columns=["user_idx", "item_idx"])
+    users = table.column("user_idx").to_numpy().astype(np.int32, copy=False)
+    items = table.column("item_idx").to_numpy().astype(np.int32, copy=False)
+    return users, items
+
+
+def check_range(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, where: Path) -> None:
+    """Raise DataError when an index falls outside its vocabulary (stale or mixed prepared data)."""
+    for name, values, size in (("user_idx", users, num_users), ("item_idx", items, num_items)):
+        if len(values) and (values.min() < 0 or values.max() >= size):
+            raise DataError(
+                f"{where}: {name} outside 0..{size - 1} (vocabulary size {size}): the split and the "
+                "vocabularies come from different prepare runs; re-run `recbatch prepare`"
+            )
+
+
+class NegativeSampler:
+    """Per epoch: every positive plus `negatives` items drawn uniformly among the user's unseen items.
+
+    Draws are uniform over the catalogue and redrawn while they hit one of the user's
+    positives, which equals uniform sampling over unseen items.
+    """
+
+    def __init__(
+        self, users: np.ndarray, items: np.ndarray, num_items: int, negatives: int, rng: np.random.Generator
+    ) -> None:
+        self.users = np.asarray(users, dtype=np.int32)
+        self.items = np.asarray(items, dtype=np.int32)
+        self.num_items = int(num_items)
+        self.negatives = int(negatives)
+        self.rng = rng
+        self._positive_keys = np.unique(self.users.astype(np.int64) * self.num_items + self.items)
+
+    def _is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = users.astype(np.int64) * self.num_items + items
+        pos = np.searchsorted(self._positive_keys, keys)
+        pos[pos == len(self._positive_keys)] = 0
+        return self._positive_keys[pos] == keys
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One epoch of shuffled (users, items, labels): positives labelled 1, negatives 0."""
+        neg_users = np.repeat(self.users, self.negatives)
+        neg_items = self.rng.integers(0, self.num_items, size=len(neg_users), dtype=np.int32)
+        clash = np.flatnonzero(self._is_positive(neg_users, neg_items))
+        for _ in range(_REDRAW_ROUNDS):
+            if not len(clash):
+                break
+            neg_items[clash] = self.rng.integers(0, self.num_items, size=len(clash), dtype=np.int32)
+            clash = clash[self._is_positive(neg_users[clash], neg_items[clash])]
+        users = np.concatenate([self.users, neg_users])
+        items = np.concatenate([self.items, neg_items])
+        labels = np.concatenate([np.ones(len(self.users), np.float32), np.zeros(len(neg_users), np.float32)])
+        order = self.rng.permutation(len(labels))
+        return users[order], items[order], labels[order]
+
+    def examples_per_epoch(self) -> int:
+        """Positives plus negatives in one epoch."""
+        return len(self.users) * (1 + self.negatives)
+
+
+def make_dataset(sampler: NegativeSampler, batch_size: int) -> tf.data.Dataset:
+    """A tf.data pipeline of ({"user_idx", "item_idx"}, label) batches with fresh negatives each epoch."""
+    import tensorflow as tf
+
+    def batches() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        users, items, labels = sampler.sample()
+        for start in range(0, len(labels), batch_size):
+            stop = start + batch_size
+            yield {"user_idx": users[start:stop], "item_idx": items[start:stop]}, labels[start:stop]
+
+    signature = (
+        {
+            "user_idx": tf.TensorSpec(shape=(None,), dtype=tf.int32),
+            "item_idx": tf.TensorSpec(shape=(None,), dtype=tf.int32),
+        },
+        tf.TensorSpec(shape=(None,), dtype=tf.float32),
+    )
+    steps = -(-sampler.examples_per_epoch() // batch_size)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
