@@ -176,7 +176,8 @@ def evaluate(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    metrics = pipeline.evaluate(cfg, layout)
+    spark = _spark(cfg) if "als" in cfg.evaluate.baselines else None
+    metrics = pipeline.evaluate(cfg, layout, spark)
     typer.echo(format_metrics_table(metrics))
     typer.echo(f"metrics -> {layout.metrics}")
 

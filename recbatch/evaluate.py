@@ -5,7 +5,8 @@ score every item the user has not interacted with in train, take the top K, and 
 the user's test items among them (metrics in `recbatch.metrics`). The trained model
 ranks by the raw dot of its exported factors (the activation is monotonic), exactly as
 the scoring engine does, through the same kernel (`recbatch.score.kernel.top_k_dot`).
-Baselines: popularity = number of train users per item, the same list for everyone.
+Baselines: popularity = number of train users per item, the same list for everyone;
+Spark ALS (implicit) factors when the caller passes them.
 """
 
 from __future__ import annotations
@@ -60,8 +61,17 @@ def sample_users(users: np.ndarray, max_users: int | None, seed: int) -> np.ndar
     return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
 
 
-def run_evaluate(config: Config, layout: RunLayout) -> dict[str, Any]:
-    """Evaluate the trained model and the baselines on the test split; write and return layout.metrics."""
+def run_evaluate(
+    config: Config,
+    layout: RunLayout,
+    extra_factors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """Evaluate the trained model and the baselines on the test split; write and return layout.metrics.
+
+    `extra_factors` maps a baseline's name to its (user, item) factor matrices by dense
+    index (e.g. Spark ALS, trained by the caller that holds the SparkSession); they are
+    ranked by the same kernel on the same candidates.
+    """
     ecfg = config.evaluate
     manifest = read_manifest(layout.model_manifest)
     model_name = str(manifest.get("model", config.train.model))
@@ -92,6 +102,8 @@ def run_evaluate(config: Config, layout: RunLayout) -> dict[str, Any]:
     if "popularity" in ecfg.baselines:
         popularity = item_popularity(train_i, num_items)
         rankers["popularity"] = (np.ones((len(users), 1), np.float32), popularity[:, None])
+    for name, (extra_users, extra_items) in (extra_factors or {}).items():
+        rankers[name] = (extra_users[users], extra_items)
     results: dict[str, dict[str, float]] = {}
     for name, (user_vecs, item_vecs) in rankers.items():
         ranked = rank_users(user_vecs, item_vecs, max(ks), seen, config.score.user_block)

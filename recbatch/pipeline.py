@@ -43,11 +43,24 @@ def train(config: Config, layout: RunLayout) -> dict[str, Any]:
     return run_train(config, layout)
 
 
-def evaluate(config: Config, layout: RunLayout) -> dict[str, Any]:
-    """Rank held-out items for the model and the baselines; returns the metrics."""
+def evaluate(config: Config, layout: RunLayout, spark: SparkSession | None = None) -> dict[str, Any]:
+    """Rank held-out items for the model and the baselines; returns the metrics.
+
+    The Spark ALS baseline is trained here, on the same train split, when it is configured
+    and a session is at hand.
+    """
     from recbatch.evaluate import run_evaluate
 
-    return run_evaluate(config, layout)
+    extra = {}
+    if "als" in config.evaluate.baselines and spark is not None:
+        from recbatch.als import als_factors
+
+        users = spark.read.parquet(str(layout.user_vocab)).count()
+        items = spark.read.parquet(str(layout.item_vocab)).count()
+        started = time.perf_counter()
+        extra["als"] = als_factors(spark, layout.train, users, items, config.als)
+        log.info("evaluate: Spark ALS baseline trained in %.1fs", time.perf_counter() - started)
+    return run_evaluate(config, layout, extra)
 
 
 def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayout) -> DataFrame:
@@ -119,7 +132,7 @@ def run_all(spark: SparkSession, config: Config, date: str) -> RunResult:
     steps = (
         ("prepare", lambda: prepare(spark, config, layout), "report"),
         ("train", lambda: train(config, layout), "model"),
-        ("evaluate", lambda: evaluate(config, layout), "metrics"),
+        ("evaluate", lambda: evaluate(config, layout, spark), "metrics"),
         ("score", lambda: score_and_publish(spark, config, layout, result.run_id), "published"),
     )
     for name, step, attr in steps:

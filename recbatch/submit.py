@@ -42,7 +42,9 @@ def _run(stage: str, args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     date = parse_date(args.date)
     layout = pipeline.layout_for(config, date)
-    needs_spark = stage in ("run", "prepare", "score")
+    needs_spark = stage in ("run", "prepare", "score") or (
+        stage == "evaluate" and "als" in config.evaluate.baselines
+    )
     spark = build_session(config.spark) if needs_spark else None
     try:
         if stage == "run":
@@ -56,7 +58,7 @@ def _run(stage: str, args: argparse.Namespace) -> int:
         elif stage == "train":
             pipeline.train(config, layout)
         elif stage == "evaluate":
-            pipeline.evaluate(config, layout)
+            pipeline.evaluate(config, layout, spark)
         elif stage == "score":
             manifest = pipeline.score_and_publish(spark, config, layout)
             print(f"published {manifest['rows']} rows -> {manifest['path']}")

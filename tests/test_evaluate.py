@@ -13,7 +13,7 @@ from recbatch.errors import DataError
 from recbatch.evaluate import format_metrics_table, run_evaluate
 from recbatch.runs import write_json
 from recbatch.training.artifacts import write_factors
-from tests.test_train import clustered_data, tiny_config, write_prepared
+from tests.builders import clustered_data, tiny_config, write_prepared
 
 
 def write_model(layout, users: np.ndarray, items: np.ndarray, name: str = "mf") -> None:
