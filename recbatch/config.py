@@ -222,7 +222,9 @@ class ScoreConfig(Section):
 
     k: int = Field(10, ge=1, description="Recommendations per user.")
     exclude_seen: bool = Field(True, description="Never recommend items the user interacted with.")
-    user_block: int = Field(4096, ge=1, description="Users scored per matrix multiply.")
+    user_block: int = Field(
+        1024, ge=1, description="Users scored per matrix multiply (memory: user_block × items × 4 bytes)."
+    )
     partitions: int | None = Field(None, ge=1, description="User partitions (none: Spark's parallelism).")
 
 

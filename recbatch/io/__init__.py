@@ -1,0 +1,1 @@
+"""Reading raw interaction logs (and, later, publishing and exports)."""

@@ -1,0 +1,120 @@
+"""Worker-side scoring: Arrow batches of users in, top-K rows out, one matrix multiply per block.
+
+This module runs inside Spark's Python workers (through `mapInArrow`), so it imports only
+numpy, pyarrow and the numpy kernel: never pyspark or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recbatch.score.kernel import top_k_dot
+
+ACTIVATIONS = ("sigmoid", "identity")
+OUTPUT_SCHEMA = "user_idx int, item_idx int, score float, rank int"
+_ARROW_SCHEMA = pa.schema(
+    [("user_idx", pa.int32()), ("item_idx", pa.int32()), ("score", pa.float32()), ("rank", pa.int32())]
+)
+
+Block = tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]
+
+
+def activate(dots: np.ndarray, activation: str) -> np.ndarray:
+    """Apply the model's score activation in float64 and return float32 scores."""
+    x = np.asarray(dots, dtype=np.float64)
+    if activation == "sigmoid":
+        # 1 / (1 + e^-x) without overflow warnings for large |x|.
+        out = np.exp(-np.logaddexp(0.0, -x))
+    elif activation == "identity":
+        out = x
+    else:
+        raise ValueError(f"unknown score activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+    return out.astype(np.float32)
+
+
+def _factor_matrix(users: np.ndarray, column: pa.Array, dim: int) -> np.ndarray:
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if column.null_count:
+        user = users[np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0]]
+        raise ValueError(
+            f"user_idx {user} has no factors; the model artifacts are broken, rerun `recbatch train`"
+        )
+    wrong = np.flatnonzero(lengths != dim)
+    if len(wrong):
+        raise ValueError(
+            f"user_idx {users[wrong[0]]} has {lengths[wrong[0]]} factors but items have {dim}; "
+            "user and item factors come from different models, rerun `recbatch train`"
+        )
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    return values.astype(np.float32, copy=False).reshape(len(users), dim)
+
+
+def _seen_lists(users: np.ndarray, column: pa.Array, n_items: int) -> list[np.ndarray | None]:
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    if len(flat) and (flat.min() < 0 or flat.max() >= n_items):
+        bad = int(flat[(flat < 0) | (flat >= n_items)][0])
+        raise ValueError(
+            f"seen item_idx {bad} is outside the model's {n_items} items; the prepared data and the model "
+            "do not match, rerun `recbatch train`"
+        )
+    return [part if len(part) else None for part in np.split(flat, np.cumsum(lengths)[:-1])]
+
+
+def decode(batch: pa.RecordBatch, dim: int, n_items: int) -> Block:
+    """Arrow batch (user_idx, factors, seen) -> (user indices, factor matrix, seen index arrays)."""
+    users = batch.column("user_idx").to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    vecs = _factor_matrix(users, batch.column("factors"), dim)
+    seen = _seen_lists(users, batch.column("seen"), n_items)
+    return users, vecs, seen
+
+
+def regroup(blocks: Iterable[Block], size: int) -> Iterator[Block]:
+    """Re-chunk decoded batches into blocks of exactly `size` users (the last one may be smaller)."""
+    users: list[np.ndarray] = []
+    vecs: list[np.ndarray] = []
+    seen: list[np.ndarray | None] = []
+    pending = 0
+    for u, v, s in blocks:
+        users.append(u)
+        vecs.append(v)
+        seen.extend(s)
+        pending += len(u)
+        while pending >= size:
+            all_u, all_v = np.concatenate(users), np.concatenate(vecs)
+            yield all_u[:size], all_v[:size], seen[:size]
+            users, vecs, seen = [all_u[size:]], [all_v[size:]], seen[size:]
+            pending -= size
+    if pending:
+        yield np.concatenate(users), np.concatenate(vecs), seen
+
+
+def score_block(block: Block, items: np.ndarray, k: int, activation: str) -> pa.RecordBatch:
+    """Top-k rows of one block of users: padded slots dropped, ranks 1..n by (-dot, item_idx)."""
+    users, vecs, seen = block
+    idx, dots = top_k_dot(vecs, items, k, seen)
+    # Padding (-1) only ever fills the tail of a row, so column position + 1 is the rank.
+    rows, cols = np.nonzero(idx >= 0)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(users[rows], type=pa.int32()),
+            pa.array(idx[rows, cols].astype(np.int32), type=pa.int32()),
+            pa.array(activate(dots[rows, cols], activation), type=pa.float32()),
+            pa.array((cols + 1).astype(np.int32), type=pa.int32()),
+        ],
+        schema=_ARROW_SCHEMA,
+    )
+
+
+def score_batches(
+    batches: Iterable[pa.RecordBatch], items: np.ndarray, k: int, user_block: int, activation: str
+) -> Iterator[pa.RecordBatch]:
+    """Score a stream of user batches (one Spark partition) in blocks of `user_block` users."""
+    n_items, dim = items.shape
+    decoded = (decode(batch, dim, n_items) for batch in batches if batch.num_rows)
+    for block in regroup(decoded, user_block):
+        yield score_block(block, items, k, activation)

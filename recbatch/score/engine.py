@@ -1,0 +1,221 @@
+"""The Spark scoring engine: exact top-K for every user, one matrix multiply per block of users.
+
+Item factors are small (the model's, not the data's): they go to the driver through pyarrow
+and reach every worker once, as a broadcast numpy array. Users travel with their seen item
+indices as one array column, are hash-partitioned by user_idx and scored per partition with
+`mapInArrow` (recbatch.score.blocks). Users are never cross-joined with items.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pyspark.sql import functions as F
+
+from recbatch.errors import DataError, PipelineError
+from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, score_batches
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from recbatch.config import Config
+    from recbatch.layout import RunLayout
+
+OUTPUT_COLUMNS = ("user_id", "item_id", "score", "rank", "model", "run_id")
+
+
+def score_users(
+    spark: SparkSession,
+    user_factors: DataFrame,
+    item_factors: np.ndarray,
+    seen: DataFrame | None,
+    k: int,
+    user_block: int,
+    activation: str,
+    partitions: int | None = None,
+) -> DataFrame:
+    """Exact top-k items for every user in `user_factors` (user_idx, factors).
+
+    Ranking is by the raw dot product, ties by lower item_idx; `score` is activation(dot).
+    Items in `seen` (user_idx, item_idx) are never recommended, so a user who has seen all
+    but n < k items gets n rows. Returns user_idx int, item_idx int, score float, rank int.
+    """
+    if k < 1 or user_block < 1:
+        raise ValueError(f"k and user_block must be >= 1, got k={k}, user_block={user_block}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown score activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+    items = np.ascontiguousarray(item_factors, dtype=np.float32)
+    if items.ndim != 2 or items.shape[0] == 0:
+        raise ValueError(f"item_factors must be a non-empty (items, dim) matrix, got shape {items.shape}")
+    shared = spark.sparkContext.broadcast(items)
+
+    n_parts = partitions or spark.sparkContext.defaultParallelism
+    # Both join sides are partitioned alike up front, so the join needs no further exchange
+    # and user factors are shuffled once.
+    users = user_factors.select(
+        F.col("user_idx").cast("int").alias("user_idx"),
+        F.col("factors").cast("array<float>").alias("factors"),
+    ).repartition(n_parts, "user_idx")
+    if seen is None:
+        users = users.withColumn("seen", F.lit(None).cast("array<int>"))
+    else:
+        seen_lists = (
+            seen.select(F.col("user_idx").cast("int").alias("user_idx"), F.col("item_idx").cast("int"))
+            .repartition(n_parts, "user_idx")
+            .groupBy("user_idx")
+            .agg(F.collect_list("item_idx").alias("seen"))
+        )
+        users = users.join(seen_lists, on="user_idx", how="left")
+
+    def score_partition(batches):
+        yield from score_batches(batches, shared.value, k, user_block, activation)
+
+    return (
+        users.select("user_idx", "factors", "seen")
+        # A fixed row order per partition gives fixed blocks, so reruns are byte-identical.
+        .sortWithinPartitions("user_idx")
+        .mapInArrow(score_partition, OUTPUT_SCHEMA)
+    )
+
+
+def attach_ids(
+    scored: DataFrame, user_vocab: DataFrame, item_vocab: DataFrame, model: str, run_id: str
+) -> DataFrame:
+    """Map user_idx/item_idx back to the original ids and add the model and run_id columns."""
+    return (
+        scored.join(user_vocab.select("user_idx", "user_id"), on="user_idx", how="inner")
+        .join(F.broadcast(item_vocab.select("item_idx", "item_id")), on="item_idx", how="inner")
+        .select(
+            F.col("user_id").cast("string").alias("user_id"),
+            F.col("item_id").cast("string").alias("item_id"),
+            F.col("score"),
+            F.col("rank"),
+            F.lit(model).alias("model"),
+            F.lit(run_id).alias("run_id"),
+        )
+    )
+
+
+def load_item_factors(path: Path) -> np.ndarray:
+    """Item factors as an (items, dim) float32 matrix, row i = item_idx i, read with pyarrow."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path, columns=["item_idx", "factors"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise PipelineError(
+            f"item factors at {path} are unreadable ({exc}); rerun `recbatch train`"
+        ) from None
+    n = table.num_rows
+    index = table.column("item_idx").to_numpy().astype(np.int64)
+    factors = table.column("factors").combine_chunks()
+    lengths = pc.list_value_length(factors).to_numpy(zero_copy_only=False)
+    if n == 0 or factors.null_count or len(set(lengths.tolist())) != 1:
+        raise PipelineError(f"item factors at {path} are empty or ragged; rerun `recbatch train`")
+    if not np.array_equal(np.sort(index), np.arange(n)):
+        raise PipelineError(
+            f"item factors at {path} do not cover item_idx 0..{n - 1} once each; rerun `recbatch train`"
+        )
+    matrix = np.empty((n, int(lengths[0])), dtype=np.float32)
+    matrix[index] = pc.list_flatten(factors).to_numpy(zero_copy_only=False).reshape(n, -1)
+    return matrix
+
+
+def read_model_manifest(path: Path) -> dict[str, Any]:
+    """The train stage's manifest, checked for the keys scoring needs."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PipelineError(f"model manifest {path} is unreadable ({exc}); rerun `recbatch train`") from None
+    activation = manifest.get("score_activation")
+    if "model" not in manifest or activation not in ACTIVATIONS:
+        raise PipelineError(
+            f"model manifest {path} lacks 'model' or has score_activation={activation!r} "
+            f"(expected one of {', '.join(ACTIVATIONS)}); rerun `recbatch train`"
+        )
+    return manifest
+
+
+def _require(layout: RunLayout, exclude_seen: bool) -> None:
+    needed = {
+        "user factors": (layout.user_factors, "train"),
+        "item factors": (layout.item_factors, "train"),
+        "model manifest": (layout.model_manifest, "train"),
+        "user vocabulary": (layout.user_vocab, "prepare"),
+        "item vocabulary": (layout.item_vocab, "prepare"),
+    }
+    if exclude_seen:
+        needed["interactions"] = (layout.interactions, "prepare")
+    for what, (path, stage) in needed.items():
+        if not path.exists():
+            raise DataError(
+                f"{what} not found at {path}; run `recbatch {stage} --date {layout.date}` first"
+                f" (or `recbatch run --date {layout.date}`)"
+            )
+
+
+def _check_counts(what: str, model_rows: int, vocab_rows: int) -> None:
+    if model_rows != vocab_rows:
+        raise PipelineError(
+            f"the model has {model_rows} {what} but the prepared vocabulary has {vocab_rows}; "
+            "the model was trained on other data, rerun `recbatch train`"
+        )
+
+
+def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: str) -> DataFrame:
+    """The score stage: top-K recommendations for every user, with original ids.
+
+    Returns user_id, item_id, score, rank, model, run_id (lazy; nothing is written).
+    With score.exclude_seen every item the user interacted with (train and test) is excluded.
+    """
+    import pyarrow.parquet as pq
+
+    _require(layout, config.score.exclude_seen)
+    manifest = read_model_manifest(layout.model_manifest)
+    items = load_item_factors(layout.item_factors)
+    user_vocab = spark.read.parquet(str(layout.user_vocab))
+    item_vocab = spark.read.parquet(str(layout.item_vocab))
+    _check_counts("items", items.shape[0], item_vocab.count())
+    _check_counts("users", pq.ParquetFile(layout.user_factors).metadata.num_rows, user_vocab.count())
+
+    user_factors = spark.read.parquet(str(layout.user_factors))
+    seen = None
+    if config.score.exclude_seen:
+        seen = spark.read.parquet(str(layout.interactions)).select("user_idx", "item_idx")
+    scored = score_users(
+        spark,
+        user_factors,
+        items,
+        seen,
+        k=config.score.k,
+        user_block=config.score.user_block,
+        activation=manifest["score_activation"],
+        partitions=config.score.partitions,
+    )
+    return attach_ids(scored, user_vocab, item_vocab, str(manifest["model"]), run_id)
+
+
+def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayout) -> DataFrame:
+    """user_id, expected: how many items each user can be recommended (unseen catalogue size).
+
+    Publishing checks each user got exactly min(k, expected) rows.
+    """
+    import pyarrow.parquet as pq
+
+    n_items = pq.ParquetFile(layout.item_factors).metadata.num_rows
+    users = spark.read.parquet(str(layout.user_vocab)).select("user_idx", "user_id")
+    if not config.score.exclude_seen:
+        return users.select(F.col("user_id"), F.lit(n_items).cast("long").alias("expected"))
+    seen = (
+        spark.read.parquet(str(layout.interactions))
+        .groupBy("user_idx")
+        .agg(F.countDistinct("item_idx").alias("n_seen"))
+    )
+    return users.join(seen, on="user_idx", how="left").select(
+        F.col("user_id"),
+        (F.lit(n_items) - F.coalesce(F.col("n_seen"), F.lit(0))).cast("long").alias("expected"),
+    )

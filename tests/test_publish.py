@@ -1,0 +1,139 @@
+"""Atomic publishing: staging, validation gate, pointer swap, pruning, byte-identical reruns."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from recbatch.config import PublishConfig
+from recbatch.errors import DataError, PipelineError
+from recbatch.io.publish import LATEST, MANIFEST, publish_table, published_manifest, read_published
+
+pytestmark = pytest.mark.spark
+
+DATE = "2026-01-02"
+SCHEMA = "user_id string, item_id string, score float, rank int, model string, run_id string"
+
+
+def _recs(spark, users: int = 6, k: int = 3, run: str = "r", shift: int = 0, extra=()):
+    rows = [
+        (f"u{u}", f"i{(u + r + shift) % 10}", 1.0 - r / 10, r, "mf", run)
+        for u in range(users)
+        for r in range(1, k + 1)
+    ]
+    return spark.createDataFrame(rows + list(extra), SCHEMA)
+
+
+def _rows(df):
+    return sorted(tuple(r) for r in df.select("user_id", "item_id", "score", "rank").collect())
+
+
+def _publish(spark, root, run_id, df, keep=3, **kw):
+    kw.setdefault("k", 3)
+    return publish_table(
+        df, PublishConfig(keep_versions=keep), root, DATE, run_id, manifest_extra={"model": "mf"}, **kw
+    )
+
+
+def test_publish_then_rerun_replaces_the_date(spark, tmp_path):
+    first = _recs(spark, run="r1")
+    manifest = _publish(spark, tmp_path, "r1", first)
+    table = tmp_path / "recommendations"
+    pointer = table / f"dt={DATE}"
+    assert os.readlink(pointer) == f".versions/dt={DATE}/{manifest['version']}"
+    assert manifest["version"].startswith("r1-") and manifest["path"] == str(pointer)
+    assert os.readlink(table / LATEST) == f"dt={DATE}"
+    assert manifest["rows"] == 18 and manifest["users"] == 6 and manifest["k"] == 3
+    assert manifest["model"] == "mf" and manifest["run_id"] == "r1" and manifest["date"] == DATE
+    assert manifest["columns"] == ["user_id", "item_id", "score", "rank", "model", "run_id"]
+    files = sorted(p.name for p in (table / ".versions" / f"dt={DATE}" / manifest["version"]).glob("part-*"))
+    assert files == sorted(f["path"] for f in manifest["files"]) and all(
+        f.endswith(f"-{manifest['version']}.snappy.parquet") for f in files
+    )
+    assert _rows(spark.read.parquet(str(pointer))) == _rows(first)
+    assert published_manifest(tmp_path, "recommendations") == manifest
+
+    second = _recs(spark, users=4, run="r2", shift=5)
+    _publish(spark, tmp_path, "r2", second)
+    assert _rows(spark.read.parquet(str(pointer))) == _rows(second)
+    assert _rows(read_published(spark, tmp_path, "recommendations", DATE)) == _rows(second)
+    # The table root reads as a table partitioned by dt; versions and _latest stay hidden.
+    whole = spark.read.parquet(str(table))
+    assert whole.count() == 12
+    assert sorted({str(r.dt) for r in whole.select("dt").distinct().collect()}) == [DATE]
+
+
+def _bad(spark, kind):
+    base = _recs(spark, run="bad")
+    if kind == "nan_score":
+        return base.filter("NOT (user_id = 'u2' AND rank = 3)").unionByName(
+            spark.createDataFrame([("u2", "i9", float("nan"), 3, "mf", "bad")], SCHEMA)
+        )
+    if kind == "duplicate_items":
+        return base.filter("NOT (user_id = 'u1' AND rank = 3)").unionByName(
+            spark.createDataFrame([("u1", "i2", 0.1, 3, "mf", "bad")], SCHEMA)
+        )
+    if kind == "too_many_rows":
+        return base.unionByName(spark.createDataFrame([("u3", "i0", 0.1, 4, "mf", "bad")], SCHEMA))
+    if kind == "ranks_not_contiguous":
+        return base.filter("NOT (user_id = 'u0' AND rank = 2)")
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["nan_score", "duplicate_items", "too_many_rows", "ranks_not_contiguous"])
+def test_validation_failure_keeps_the_published_version(spark, tmp_path, kind):
+    good = _recs(spark, run="r1")
+    before = _publish(spark, tmp_path, "r1", good)
+    with pytest.raises(PipelineError, match="refused") as err:
+        _publish(spark, tmp_path, "r2", _bad(spark, kind))
+    check = "bad_values" if kind == "nan_score" else kind
+    assert f"check {check} failed" in str(err.value) and "e.g. {" in str(err.value)
+    versions = tmp_path / "recommendations" / ".versions" / f"dt={DATE}"
+    assert sorted(p.name for p in versions.iterdir()) == [before["version"]]  # staging removed
+    assert published_manifest(tmp_path, "recommendations", DATE) == before
+    assert _rows(read_published(spark, tmp_path, "recommendations", DATE)) == _rows(good)
+
+
+def test_expected_rows_per_user(spark, tmp_path):
+    # u5 has only 2 unseen items (catalogue exhausted): 2 rows are right for it, not for u4.
+    df = _recs(spark, run="r1").filter("NOT (user_id IN ('u4', 'u5') AND rank = 3)")
+    expected = spark.createDataFrame(
+        [(f"u{u}", 2 if u == 5 else 9) for u in range(6)], "user_id string, expected long"
+    )
+    with pytest.raises(PipelineError, match=r"check wrong_row_count failed for 1 user\(s\).*'u4'"):
+        _publish(spark, tmp_path, "r1", df, expected_rows_per_user=expected)
+    fixed = expected.selectExpr("user_id", "IF(user_id = 'u4', 2L, expected) AS expected")
+    assert _publish(spark, tmp_path, "r2", df, expected_rows_per_user=fixed)["rows"] == 16
+    missing = fixed.unionByName(spark.createDataFrame([("u9", 4)], "user_id string, expected long"))
+    with pytest.raises(PipelineError, match="wrong_row_count.*'u9'"):
+        _publish(spark, tmp_path, "r3", df, expected_rows_per_user=missing)
+
+
+def test_keep_versions_prunes_older_versions(spark, tmp_path):
+    df = _recs(spark, users=2, run="x")
+    published = [
+        _publish(spark, tmp_path, run, df, keep=2, files=1)["version"] for run in ("r1", "r2", "r3", "r4")
+    ]
+    versions = tmp_path / "recommendations" / ".versions" / f"dt={DATE}"
+    assert sorted(p.name for p in versions.iterdir()) == published[2:]
+    assert os.readlink(tmp_path / "recommendations" / f"dt={DATE}").endswith(f"/{published[3]}")
+    # Republishing the same (deterministic) run id gets a fresh version; the old one stays readable until the swap.
+    again = _publish(spark, tmp_path, "r4", df, keep=2, files=1)["version"]
+    assert again != published[3] and again.startswith("r4-")
+    assert sorted(p.name for p in versions.iterdir()) == [published[3], again]
+
+
+def test_same_dataframe_gives_byte_identical_files(spark, tmp_path):
+    df = _recs(spark, users=40, run="same").repartition(3)
+    a = _publish(spark, tmp_path, "r1", df, files=2)
+    b = _publish(spark, tmp_path, "r2", df.repartition(5), files=2)
+    assert len(a["files"]) == 2
+    assert [(f["sha256"], f["bytes"]) for f in a["files"]] == [(f["sha256"], f["bytes"]) for f in b["files"]]
+    version = tmp_path / "recommendations" / ".versions" / f"dt={DATE}" / a["version"]
+    assert (version / MANIFEST).is_file() and not list(version.glob(".*.crc"))
+
+
+def test_reading_an_unpublished_table_is_a_data_error(spark, tmp_path):
+    with pytest.raises(DataError, match="run `recbatch score` first"):
+        read_published(spark, tmp_path, "recommendations")
