@@ -120,6 +120,16 @@ class SynthConfig(Section):
     seed: int = Field(7, description="Random seed: the same seed gives byte-identical files.")
     out: str = Field("data/demo/events.csv", description="Output file (or directory when files > 1).")
 
+    @field_validator("end_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        import datetime as dt
+
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except ValueError:
+            raise ValueError("must be a date written YYYY-MM-DD, e.g. 2026-01-01") from None
+
 
 class PrepareConfig(Section):
     """Cleaning, aggregation, indexing and the evaluation split."""
@@ -256,6 +266,14 @@ class Config(Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
 
+    @model_validator(mode="after")
+    def _explicit_needs_ratings(self) -> Config:
+        if self.prepare.feedback == "explicit" and self.input.rating_col is None:
+            raise ValueError(
+                "prepare.feedback = 'explicit' needs input.rating_col (the column holding ratings)"
+            )
+        return self
+
     def fingerprint(self) -> str:
         """A short stable hash of the effective configuration."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
@@ -298,6 +316,10 @@ def _describe(error: dict[str, Any], source: str) -> str:
         return f"{source}: unknown key {key!r} (allowed here: {allowed})"
     value = error.get("input")
     msg = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return f"{source}: {msg}"
+    if isinstance(value, dict):
+        return f"{source}: [{key}] is invalid: {msg}"
     return f"{source}: {key} = {value!r} is invalid: {msg}"
 
 

@@ -23,7 +23,7 @@ def render_report(report: dict[str, Any], layout: RunLayout) -> str:
         f"  duplicates     {report.get('duplicates_merged', 0):>12,}  (merged)",
         f"  filtered       {sum(filtered.values()):>12,}"
         + (f"  ({', '.join(f'{k}: {v:,}' for k, v in sorted(filtered.items()))})" if filtered else ""),
-        f"  clean, kept    {report.get('rows_kept', report.get('rows_clean', 0)):>12,}",
+        f"  clean, kept    {report.get('rows_clean', 0):>12,}",
         f"users × items    {report.get('users', 0):,} × {report.get('items', 0):,}"
         f"  ({report.get('interactions', 0):,} interactions; train {report.get('train_rows', 0):,},"
         f" test {report.get('test_rows', 0):,})",

@@ -101,9 +101,9 @@ def test_report_accounts_for_every_row_and_metrics_beat_popularity(demo_run):
     run_dir = tmp / "work" / "runs" / f"dt={DATE}"
     report = json.loads((run_dir / "prepared" / "report.json").read_text())
     assert report["rows_quarantined"] > 0, "the synthetic data carries malformed rows"
-    assert report["rows_read"] == report["rows_kept"] + report["rows_quarantined"] + report[
+    assert report["rows_read"] == report["rows_clean"] + report["rows_quarantined"] + report[
         "duplicates_merged"
-    ] + sum(report["filtered"].values())
+    ] + report["rows_filtered"]
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics["models"]["mf"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
 

@@ -1,0 +1,66 @@
+"""The prepare report: row accounting that must add up, and writing report.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from recbatch.errors import DataError, PipelineError
+
+
+def check_accounting(report: dict[str, Any]) -> None:
+    """Raise PipelineError unless every raw row read is accounted for exactly once.
+
+    rows_read = rows_clean + rows_quarantined + duplicates_merged + rows_filtered, and
+    the per-reason and per-filter counts add up to their totals.
+    """
+    parts = {
+        "rows_clean": report["rows_clean"],
+        "rows_quarantined": report["rows_quarantined"],
+        "duplicates_merged": report["duplicates_merged"],
+        "rows_filtered": report["rows_filtered"],
+    }
+    problems = []
+    if sum(parts.values()) != report["rows_read"]:
+        problems.append(
+            f"rows_read {report['rows_read']} != {' + '.join(f'{k} {v}' for k, v in parts.items())}"
+        )
+    if sum(report["quarantine_by_reason"].values()) != report["rows_quarantined"]:
+        problems.append(f"quarantine_by_reason does not sum to rows_quarantined {report['rows_quarantined']}")
+    if sum(report["filtered"].values()) != report["rows_filtered"]:
+        problems.append(f"filtered does not sum to rows_filtered {report['rows_filtered']}")
+    if report["train_rows"] + report["test_rows"] != report["interactions"]:
+        problems.append(
+            f"train_rows {report['train_rows']} + test_rows {report['test_rows']} "
+            f"!= interactions {report['interactions']}"
+        )
+    if problems:
+        raise PipelineError("prepare: row accounting does not add up: " + "; ".join(problems) + " (a bug)")
+
+
+def nothing_clean_error(rows_read: int, by_reason: dict[str, int], quarantine_path: str) -> DataError:
+    """The error for input where no row survives validation, pointing at the likely cause."""
+    if rows_read == 0:
+        return DataError("0 rows read from the input (is input.path an empty file or folder?)")
+    top = max(by_reason.items(), key=lambda kv: (kv[1], kv[0]))[0] if by_reason else "none"
+    quarantined = sum(by_reason.values())
+    return DataError(
+        f"0 clean rows: {quarantined} quarantined, top reason {top} — check "
+        f"input.format/delimiter/columns (rejected rows are in {quarantine_path})"
+    )
+
+
+def density(users: int, items: int, interactions: int) -> float:
+    """Share of the user x item matrix that holds an interaction."""
+    return interactions / (users * items) if users and items else 0.0
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> None:
+    """Write report.json atomically (a reader never sees half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, target)

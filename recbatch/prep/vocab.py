@@ -1,0 +1,71 @@
+"""Dense id vocabularies (id <-> 0..n-1 in id order), built distributed, and indexing pairs.
+
+The index of an id is its rank among the sorted distinct ids. Spark sorts with range
+partitions, so partition p holds a contiguous block of ranks: the rank is the row's
+position inside its partition plus the sizes of the partitions before it. Only one
+number per partition reaches the driver; no data-sized table is collected and no
+single-partition window is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from recbatch.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+MAX_INDEX = 2**31 - 1  # indices are int32
+
+
+def build_vocab(pairs: DataFrame, id_col: str, idx_col: str) -> DataFrame:
+    """Distinct `id_col` values of `pairs` with a dense int32 `idx_col` (0..n-1 in id order)."""
+    from pyspark.sql import functions as F
+
+    # Checkpointed, so the partitions whose sizes are counted are the ones later indexed.
+    ranked = (
+        pairs.select(F.col(id_col))
+        .distinct()
+        .orderBy(F.col(id_col))
+        .select(
+            F.col(id_col),
+            F.spark_partition_id().alias("_part"),
+            F.monotonically_increasing_id().alias("_mid"),
+        )
+        .localCheckpoint(eager=False)
+    )
+    sizes = sorted(
+        (r["_part"], r["_n"], r["_first"])
+        for r in ranked.groupBy("_part")
+        .agg(F.count(F.lit(1)).alias("_n"), F.min("_mid").alias("_first"))
+        .collect()
+    )
+    offsets, total = [], 0
+    for part, n, first in sizes:
+        offsets.append((part, total - first))  # idx = _mid - first + ranks before this partition
+        total += n
+    if total > MAX_INDEX + 1:
+        raise PipelineError(f"{total} distinct {id_col} values do not fit int32 indices")
+    shift = pairs.sparkSession.createDataFrame(offsets or [(0, 0)], "_part int, _shift long")
+    return ranked.join(F.broadcast(shift), on="_part", how="inner").select(
+        F.col(id_col), (F.col("_mid") + F.col("_shift")).cast("int").alias(idx_col)
+    )
+
+
+def index_pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    """Replace user_id/item_id by user_idx/item_idx (every id must be in its vocabulary)."""
+    from pyspark.sql import functions as F
+
+    return (
+        pairs.join(users, on="user_id", how="inner")
+        .join(items, on="item_id", how="inner")
+        .select(
+            F.col("user_idx").cast("int").alias("user_idx"),
+            F.col("item_idx").cast("int").alias("item_idx"),
+            F.col("count").cast("long").alias("count"),
+            F.col("weight").cast("double").alias("weight"),
+            F.col("rating").cast("double").alias("rating"),
+            F.col("last_ts").cast("long").alias("last_ts"),
+        )
+    )

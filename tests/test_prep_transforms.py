@@ -1,0 +1,280 @@
+"""Prepare's pure transforms on tiny inline data: validation, dedupe, aggregation, filters, vocab, split."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import pytest
+
+from recbatch.config import InputConfig, PrepareConfig
+from recbatch.io.readers import SOURCE_FILE
+from recbatch.prep import aggregate, clean, split
+from recbatch.prep.parse import REASON, parse_valid, with_reason
+from recbatch.prep.vocab import build_vocab, index_pairs
+
+pytestmark = pytest.mark.spark
+
+RAW = "user_id string, item_id string, event string, rating string, timestamp string, source_file string"
+
+
+def _raw(spark, rows):
+    return spark.createDataFrame([(*r, "file:/a.csv") for r in rows], RAW)
+
+
+def test_each_rule_gives_its_reason_and_the_first_failing_rule_wins(spark):
+    rows = [
+        ("u1", "i1", "view", "4", "100"),  # valid
+        (None, "i1", "view", "4", "100"),
+        ("  ", "i1", "view", "4", "100"),
+        ("u1", "", "view", "4", "100"),
+        ("u1", "i1", "view", "abc", "100"),
+        ("u1", "i1", "view", "NaN", "100"),
+        ("u1", "i1", "view", "7", "100"),
+        ("u1", "i1", "view", "0.5", "100"),
+        ("u1", "i1", "view", "4", "notatime"),
+        ("u1", "i1", "view", "4", None),
+        ("u1", "i1", "like", "4", "100"),
+        ("u1", "i1", None, "4", "100"),
+        (None, None, "like", "abc", "x"),  # everything wrong: the first rule names it
+        ("u1", "i1", "click", None, "100"),  # implicit: a missing rating is fine
+        (" u2 ", "i2", " purchase ", " 5 ", " 200 "),  # padding is trimmed, not an error
+    ]
+    got = [r[REASON] for r in with_reason(_raw(spark, rows), InputConfig(), PrepareConfig()).collect()]
+    assert got == [
+        None,
+        "missing_user",
+        "missing_user",
+        "missing_item",
+        "bad_rating",
+        "bad_rating",
+        "rating_out_of_range",
+        "rating_out_of_range",
+        "bad_timestamp",
+        "missing_timestamp",
+        "unknown_event",
+        "unknown_event",
+        "missing_user",
+        None,
+        None,
+    ]
+
+
+def test_explicit_feedback_quarantines_a_missing_rating(spark):
+    df = with_reason(
+        _raw(spark, [("u1", "i1", "view", "", "1")]), InputConfig(), PrepareConfig(feedback="explicit")
+    )
+    assert [r[REASON] for r in df.collect()] == ["missing_rating"]
+
+
+def test_quarantined_keeps_raw_strings_reason_and_source(spark):
+    annotated = with_reason(
+        _raw(spark, [("u1", "i1", "view", "abc", "1"), ("u1", "i1", "view", "1", "1")]),
+        InputConfig(),
+        PrepareConfig(),
+    )
+    q = clean.quarantined(annotated)
+    assert q.columns == ["user_id", "item_id", "event", "rating", "timestamp", REASON, SOURCE_FILE]
+    assert [tuple(r) for r in q.collect()] == [("u1", "i1", "view", "abc", "1", "bad_rating", "file:/a.csv")]
+
+
+def test_timestamp_units(spark):
+    cases = [
+        ("s", "1700000000", 1700000000),
+        ("s", "1700000000.9", 1700000000),
+        ("ms", "1700000000123", 1700000000),
+        ("iso", "2024-01-01T00:00:00Z", 1704067200),
+        ("iso", "2024-01-01 00:00:01", 1704067201),
+        ("iso", "yesterday", None),
+        ("s", "1e300", None),
+        ("ms", "12:00", None),
+    ]
+    for unit in ("s", "ms", "iso"):
+        inp = InputConfig(timestamp_unit=unit)
+        values = [(v, want) for u, v, want in cases if u == unit]
+        annotated = with_reason(
+            _raw(spark, [("u", "i", "view", "3", v) for v, _ in values]), inp, PrepareConfig()
+        )
+        got = [r["ts"] for r in parse_valid(clean.valid(annotated), inp, PrepareConfig()).collect()]
+        reasons = [r[REASON] for r in annotated.collect()]
+        assert reasons == [None if want is not None else "bad_timestamp" for _, want in values], unit
+        assert got == [want for _, want in values if want is not None], unit
+
+
+def test_parse_maps_event_weights_and_default_event(spark):
+    prep = PrepareConfig(event_weights={"view": 1.0, "buy": 4.0})
+    df = _raw(spark, [("u", "i", "buy", "5", "10"), ("u", "i", "view", "", "11")])
+    got = parse_valid(clean.valid(with_reason(df, InputConfig(), prep)), InputConfig(), prep).collect()
+    assert [(r["event"], r["weight"], r["rating"], r["ts"]) for r in got] == [
+        ("buy", 4.0, 5.0, 10),
+        ("view", 1.0, None, 11),
+    ]
+    no_events = InputConfig(event_col=None, timestamp_col=None)
+    got = parse_valid(df.select("user_id", "item_id", "rating"), no_events, PrepareConfig()).collect()
+    assert {(r["event"], r["weight"], r["ts"]) for r in got} == {("interaction", 1.0, 0)}
+    weighted = PrepareConfig(default_event="rated", event_weights={"rated": 2.0})
+    assert parse_valid(df, no_events, weighted).first()["weight"] == 2.0
+
+
+def test_exact_duplicates_merge_across_files_but_near_duplicates_do_not(spark):
+    rows = [
+        ("u1", "i1", "view", "4", "100", "file:/a"),
+        ("u1", "i1", "view", "4", "100", "file:/b"),
+        ("u1", "i1", "view", "4", "100", "file:/a"),
+        ("u1", "i1", "view", "4.0", "100", "file:/a"),
+    ]
+    annotated = with_reason(spark.createDataFrame(rows, RAW), InputConfig(), PrepareConfig())
+    got = sorted(tuple(r) for r in clean.drop_exact_duplicates(clean.valid(annotated)).collect())
+    assert got == [("u1", "i1", "view", "4", "100", 3), ("u1", "i1", "view", "4.0", "100", 1)]
+
+
+def test_aggregation_matches_a_naive_reference(spark):
+    rng = random.Random(0)
+    events = [
+        (
+            f"u{rng.randrange(8)}",
+            f"i{rng.randrange(6)}",
+            rng.choice(["view", "click", "purchase"]),
+            rng.choice([None, 1.0, 3.0, 4.5]),
+            rng.randrange(1000),
+            rng.randrange(1, 3),
+        )
+        for _ in range(300)
+    ]
+    df = spark.createDataFrame(
+        events, "user_id string, item_id string, event string, rating double, ts long, copies long"
+    )
+    weights = PrepareConfig().event_weights
+    df = df.selectExpr("*", "CASE event WHEN 'view' THEN 1.0D WHEN 'click' THEN 2.0D ELSE 5.0D END AS weight")
+    ref = defaultdict(list)
+    for e in events:
+        ref[(e[0], e[1])].append(e)
+    expected = {}
+    for key, es in ref.items():
+        ratings = [e[3] for e in es if e[3] is not None]
+        expected[key] = (
+            len(es),
+            sum(weights[e[2]] for e in es),
+            sum(ratings) / len(ratings) if ratings else None,
+            max(e[4] for e in es),
+            sum(e[5] for e in es),
+        )
+    got = {(r["user_id"], r["item_id"]): tuple(r)[2:] for r in aggregate.aggregate_pairs(df).collect()}
+    assert got.keys() == expected.keys()
+    for key, (count, weight, rating, last_ts, copies) in expected.items():
+        assert got[key][0] == count and got[key][3] == last_ts and got[key][4] == copies
+        assert got[key][1] == pytest.approx(weight)
+        assert (got[key][2] is None) if rating is None else got[key][2] == pytest.approx(rating)
+
+
+PAIRS = "user_id string, item_id string, count long, weight double, rating double, last_ts long, copies long"
+
+
+def test_filters_mark_in_order(spark):
+    pairs = spark.createDataFrame(
+        [
+            ("a", "x", 1, 1.0, 5.0, 1, 1),
+            ("a", "y", 2, 2.0, 1.0, 2, 3),
+            ("a", "z", 1, 1.0, 4.0, 1, 1),
+            ("b", "x", 1, 1.0, 4.0, 1, 1),  # b: one item -> min_user
+            ("c", "x", 1, 1.0, 4.0, 1, 1),
+            ("c", "z", 1, 1.0, None, 1, 1),  # no rating: passes min_rating
+            ("d", "w", 1, 1.0, 4.0, 1, 1),
+            ("d", "x", 1, 1.0, 4.0, 1, 1),
+        ],  # w: one user -> min_item; d stays
+        PAIRS,
+    )
+    marked = aggregate.mark_filtered(pairs, 2.0, 2, 2)
+    got = sorted((r["user_id"], r["item_id"], r[aggregate.FILTERED_BY]) for r in marked.collect())
+    assert got == [
+        ("a", "x", None),
+        ("a", "y", "min_rating"),
+        ("a", "z", None),
+        ("b", "x", "min_user_interactions"),
+        ("c", "x", None),
+        ("c", "z", None),
+        ("d", "w", "min_item_interactions"),
+        ("d", "x", None),
+    ]
+    assert aggregate.kept(marked).columns == list(aggregate.PAIR_COLUMNS)
+    no_filters = aggregate.mark_filtered(pairs, None, 1, 1)
+    assert no_filters.where(no_filters[aggregate.FILTERED_BY].isNotNull()).count() == 0
+
+
+def test_vocab_is_dense_and_in_id_order(spark):
+    rng = random.Random(1)
+    ids = [f"id{rng.randrange(10**6):06d}" for _ in range(400)] + ["Z", "a", "é", "10", "9"]
+    rows = [(i, "x", 1, 1.0, None, 0, 1) for i in ids + ids[:50]]  # repeats must not get two indices
+    pairs = spark.createDataFrame(rng.sample(rows, len(rows)), PAIRS).repartition(3)
+    key = "spark.sql.adaptive.coalescePartitions.enabled"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "false")  # keep several sorted partitions, so the per-partition offsets matter
+    try:
+        vocab = build_vocab(pairs, "user_id", "user_idx")
+        assert vocab.dtypes == [("user_id", "string"), ("user_idx", "int")]
+        assert vocab.rdd.getNumPartitions() > 1
+        got = sorted((r["user_idx"], r["user_id"]) for r in vocab.collect())
+    finally:
+        spark.conf.set(key, before)
+    assert got == list(enumerate(sorted(set(ids))))
+
+
+def test_split_leave_last_out_exact(spark):
+    inter = spark.createDataFrame(
+        [
+            (0, 0, 1, 1.0, None, 10),
+            (0, 1, 1, 1.0, None, 20),
+            (0, 2, 1, 1.0, None, 20),  # tie at 20: item 2 is last
+            (1, 0, 1, 1.0, None, 5),  # one item: stays in train
+            (2, 0, 1, 1.0, None, 30),
+            (2, 1, 1, 1.0, None, 7),
+        ],
+        "user_idx int, item_idx int, count long, weight double, rating double, last_ts long",
+    )
+
+    def test_set(n):
+        return sorted(
+            (r["user_idx"], r["item_idx"]) for r in split.test_part(split.mark_test(inter, n)).collect()
+        )
+
+    assert test_set(1) == [(0, 2), (2, 0)]
+    assert test_set(2) == [(0, 1), (0, 2)]
+    assert test_set(0) == []
+    marked = split.mark_test(inter, 1)
+    assert split.train_part(marked).count() + split.test_part(marked).count() == inter.count()
+
+
+def test_split_never_leaks_the_future(spark):
+    rng = random.Random(2)
+    rows = {(u, rng.randrange(40)): rng.randrange(50) for u in range(30) for _ in range(rng.randrange(1, 12))}
+    inter = spark.createDataFrame(
+        [(u, i, 1, 1.0, None, ts) for (u, i), ts in rows.items()],
+        "user_idx int, item_idx int, count long, weight double, rating double, last_ts long",
+    )
+    marked = split.mark_test(inter, 2).collect()
+    train_max, test_min, per_user = {}, {}, defaultdict(int)
+    for r in marked:
+        per_user[r["user_idx"]] += 1
+        side = test_min if r["is_test"] else train_max
+        pick = min if r["is_test"] else max
+        side[r["user_idx"]] = pick(side.get(r["user_idx"], r["last_ts"]), r["last_ts"])
+    for u, n in per_user.items():
+        assert (u in test_min) == (n > 2) and u in train_max
+        if u in test_min:
+            assert test_min[u] >= train_max[u]
+    assert sum(r["is_test"] for r in marked) == sum(2 for n in per_user.values() if n > 2)
+
+
+def test_index_pairs_uses_the_vocabularies(spark):
+    pairs = spark.createDataFrame([("b", "y", 2, 3.0, None, 9, 2), ("a", "y", 1, 1.0, 4.0, 8, 1)], PAIRS)
+    users, items = build_vocab(pairs, "user_id", "user_idx"), build_vocab(pairs, "item_id", "item_idx")
+    got = index_pairs(pairs, users, items)
+    assert got.dtypes == [
+        ("user_idx", "int"),
+        ("item_idx", "int"),
+        ("count", "bigint"),
+        ("weight", "double"),
+        ("rating", "double"),
+        ("last_ts", "bigint"),
+    ]
+    assert sorted(tuple(r) for r in got.collect()) == [(0, 0, 1, 1.0, 4.0, 8), (1, 0, 2, 3.0, None, 9)]
