@@ -36,13 +36,13 @@ items = 120
 events = 9000
 clusters = 4
 seed = 11
-out = "{tmp / 'events.csv'}"
+out = "{tmp / "events.csv"}"
 
 [input]
-path = "{tmp / 'events.csv'}"
+path = "{tmp / "events.csv"}"
 
 [train]
-model = "{extra.get('model', 'mf')}"
+model = "{extra.get("model", "mf")}"
 embedding_dim = 16
 epochs = 3
 batch_size = 1024
@@ -57,7 +57,9 @@ k = 7
 
 def published_rows(spark, manifest_path: Path):
     table = spark.read.parquet(str(manifest_path))
-    return sorted(tuple(r) for r in table.select("user_id", "item_id", "score", "rank", "model", "run_id").collect())
+    return sorted(
+        tuple(r) for r in table.select("user_id", "item_id", "score", "rank", "model", "run_id").collect()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +93,12 @@ def test_published_table_has_k_unseen_items_per_user(spark, demo_run):
     assert len(per_user) == vocab.count(), "every user gets recommendations"
     seen = spark.read.parquet(str(tmp / "work" / "runs" / f"dt={DATE}" / "prepared" / "interactions"))
     items = spark.read.parquet(str(tmp / "work" / "runs" / f"dt={DATE}" / "prepared" / "vocab" / "items"))
-    seen_ids = seen.join(vocab, "user_idx", "inner").join(items, "item_idx", "inner").select("user_id", "item_id")
-    assert recs.join(seen_ids, ["user_id", "item_id"], "inner").count() == 0, "seen items are never recommended"
+    seen_ids = (
+        seen.join(vocab, "user_idx", "inner").join(items, "item_idx", "inner").select("user_id", "item_id")
+    )
+    assert recs.join(seen_ids, ["user_id", "item_id"], "inner").count() == 0, (
+        "seen items are never recommended"
+    )
     assert recs.where(F.isnan("score") | F.col("score").isNull()).count() == 0
 
 
@@ -101,9 +107,13 @@ def test_report_accounts_for_every_row_and_metrics_beat_popularity(demo_run):
     run_dir = tmp / "work" / "runs" / f"dt={DATE}"
     report = json.loads((run_dir / "prepared" / "report.json").read_text())
     assert report["rows_quarantined"] > 0, "the synthetic data carries malformed rows"
-    assert report["rows_read"] == report["rows_clean"] + report["rows_quarantined"] + report[
-        "duplicates_merged"
-    ] + report["rows_filtered"]
+    assert (
+        report["rows_read"]
+        == report["rows_clean"]
+        + report["rows_quarantined"]
+        + report["duplicates_merged"]
+        + report["rows_filtered"]
+    )
     metrics = json.loads((run_dir / "eval" / "metrics.json").read_text())
     assert metrics["models"]["mf"]["ndcg@10"] > metrics["models"]["popularity"]["ndcg@10"]
 
@@ -139,7 +149,9 @@ def test_seed_model_runs_through_scoring(spark, tmp_path):
         result = runner.invoke(app, [stage, "--config", str(config), "--date", DATE])
         assert result.exit_code == 0, f"{stage}: {result.output}"
     table = tmp_path / "work" / "published" / "recommendations" / f"dt={DATE}"
-    assert {r["model"] for r in spark.read.parquet(str(table)).select("model").distinct().collect()} == {"seed"}
+    assert {r["model"] for r in spark.read.parquet(str(table)).select("model").distinct().collect()} == {
+        "seed"
+    }
 
 
 def test_movielens_100k_mf_beats_popularity(spark, ml100k, tmp_path):

@@ -29,7 +29,9 @@ def test_run_id_is_deterministic_for_date_config_and_input(tmp_path):
     other = load_config(None, [f'input.path="{data}"', "train.epochs=1"])
     assert make_run_id(other, "2026-01-01") != make_run_id(cfg, "2026-01-01")
     data.write_text("user_id,item_id\nu1,i1\nu2,i2\n")
-    assert make_run_id(cfg, "2026-01-01") != make_run_id(load_config(None, [f'input.path="{data}"']), "2026-01-02")
+    assert make_run_id(cfg, "2026-01-01") != make_run_id(
+        load_config(None, [f'input.path="{data}"']), "2026-01-02"
+    )
 
 
 def test_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
