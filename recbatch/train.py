@@ -30,6 +30,17 @@ from recbatch.training.data import (
 log = logging.getLogger(__name__)
 
 
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up chatter out of batch logs, unless the user set a level.
+
+    On a machine without an NVIDIA driver TF logs a CUDA init failure at error level on
+    every start, which reads like a fault in a cron log; there, level 3 hides it. Where a
+    driver exists, real errors stay visible.
+    """
+    no_gpu_driver = not os.path.exists("/proc/driver/nvidia")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu_driver else "2")
+
+
 def configure_tf_threads() -> None:
     """Let TensorFlow use the CPUs this process may run on, unless the user already chose.
 
@@ -73,6 +84,7 @@ def run_train(config: Config, layout: RunLayout) -> dict[str, Any]:
     """Train `config.train.model` on `layout.train`, write the model artifacts, return the manifest."""
     cfg = config.train
     require_prepared(layout)
+    quiet_tensorflow()
     configure_tf_threads()
     import keras
 
