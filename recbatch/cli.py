@@ -198,6 +198,34 @@ def score(
 
 @app.command()
 @handles_errors
+def export(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    format_: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="csv, jsonl or sqlite (repeatable; default: export.formats)."),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Export the published table of a date as CSV, JSON lines (one user per line) or SQLite."""
+    from recbatch import pipeline
+    from recbatch.errors import ConfigError
+
+    cfg = _load(config, set_)
+    formats = format_ or cfg.export.formats
+    if not formats:
+        raise ConfigError("nothing to export: pass --format csv|jsonl|sqlite or set export.formats")
+    unknown = sorted(set(formats) - {"csv", "jsonl", "sqlite"})
+    if unknown:
+        raise ConfigError(f"--format {', '.join(unknown)}: unknown; choose from csv, jsonl, sqlite")
+    layout = _layout(cfg, date)
+    for fmt, path in pipeline.export(_spark(cfg), cfg, layout, formats).items():
+        typer.echo(f"exported {fmt} -> {path}")
+
+
+@app.command()
+@handles_errors
 def run(
     config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
 ) -> None:

@@ -252,6 +252,17 @@ class PublishConfig(Section):
         return value
 
 
+class ExportConfig(Section):
+    """Exports of the published table for serving systems (`recbatch export`, and `run` when set)."""
+
+    formats: list[Literal["csv", "jsonl", "sqlite"]] = Field(
+        default_factory=list,
+        description="csv: one row per recommendation; jsonl: one line per user with its ranked items; "
+        "sqlite: a database file with an indexed table. Empty: `run` exports nothing.",
+    )
+    dir: str | None = Field(None, description="Where exports go (none: <workdir>/exports).")
+
+
 class Config(Section):
     """The whole configuration; each stage reads its own section."""
 
@@ -265,6 +276,7 @@ class Config(Section):
     als: AlsConfig = Field(default_factory=AlsConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @model_validator(mode="after")
     def _explicit_needs_ratings(self) -> Config:

@@ -96,6 +96,18 @@ def score_and_publish(
     return manifest
 
 
+def export(
+    spark: SparkSession, config: Config, layout: RunLayout, formats: list[str] | None = None
+) -> dict[str, str]:
+    """Export the currently published table of this date in each configured format."""
+    from recbatch.io.export import export_table
+    from recbatch.io.publish import read_published
+
+    table = read_published(spark, layout.published_root, config.publish.table, layout.date)
+    out_dir = Path(config.export.dir) if config.export.dir else layout.workdir / "exports"
+    return export_table(table, formats or config.export.formats, out_dir, config.publish.table, layout.date)
+
+
 @dataclass
 class RunResult:
     """What `recbatch run` did, for the summary and for tests."""
@@ -107,6 +119,7 @@ class RunResult:
     model: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     published: dict[str, Any] = field(default_factory=dict)
+    exports: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -120,6 +133,8 @@ def run_all(spark: SparkSession, config: Config, date: str) -> RunResult:
         ("evaluate", lambda: evaluate(config, layout, spark), "metrics"),
         ("score", lambda: score_and_publish(spark, config, layout, result.run_id), "published"),
     )
+    if config.export.formats:
+        steps += (("export", lambda: export(spark, config, layout), "exports"),)
     for name, step, attr in steps:
         log.info("stage %s: starting", name)
         started = time.perf_counter()

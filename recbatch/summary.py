@@ -70,6 +70,8 @@ def render_run(spark: SparkSession, result: RunResult) -> str:
     ]
     for user, items in top_recommendations(spark, str(published.get("path"))):
         lines.append(f"  {user}: {', '.join(items)}")
+    for fmt, path in result.exports.items():
+        lines.append(f"exported {fmt} -> {path}")
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     lines += ["", f"stage times: {timings}"]
     return "\n".join(lines)

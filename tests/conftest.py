@@ -21,7 +21,13 @@ def spark():
     from recbatch.session import build_session
 
     session = build_session(
-        SparkConfig(master="local[2]", shuffle_partitions=2, driver_memory="1g", app_name="recbatch-tests")
+        SparkConfig(
+            master="local[2]",
+            shuffle_partitions=2,
+            driver_memory="1g",
+            app_name="recbatch-tests",
+            conf={"spark.ui.enabled": "false"},
+        )
     )
     yield session
     session.stop()
