@@ -11,6 +11,8 @@ from recbatch.io.readers import SOURCE_FILE, read_raw
 
 pytestmark = pytest.mark.spark
 
+EXTRA = [SOURCE_FILE, "block_start", "line_no", "raw", "reason"]
+
 
 def _rows(df, cols):
     return sorted(tuple(r) for r in df.select(*cols).collect())
@@ -23,12 +25,13 @@ def test_csv_with_header_keeps_bad_values_as_strings(spark, tmp_path):
     )
     df = read_raw(spark, InputConfig(path=str(path)))
     cols = ["user_id", "item_id", "event", "rating", "timestamp"]
-    assert df.columns == [*cols, SOURCE_FILE]
-    assert all(t == "string" for _, t in df.dtypes)
-    assert _rows(df, cols) == [
-        ("u1", "i1", "view", "4", "100"),
-        ("u2", "i2", "click", "abc", "notatime"),
-        ("u3", "i3", None, None, None),  # too few fields: padded with nulls, quarantined later
+    assert df.columns == [*cols, *EXTRA]
+    assert all(t == "string" for c, t in df.dtypes if c in cols)
+    assert _rows(df, [*cols, "raw", "reason"]) == [
+        ("u1", "i1", "view", "4", "100", "u1,i1,view,4,100", None),
+        ("u2", "i2", "click", "abc", "notatime", "u2,i2,click,abc,notatime", None),  # values: judged later
+        ("u3", "i3", None, None, None, "u3,i3", "too_few_fields"),  # Spark would pad these silently
+        *[(*cols, ",".join(cols), "header")],  # the header line, dropped by the stage
     ]
     (source,) = {r[0] for r in df.select(SOURCE_FILE).collect()}
     assert source.startswith("file:") and source.endswith(str(path.resolve()))
@@ -45,7 +48,7 @@ def test_headerless_tsv_takes_names_from_config(spark, tmp_path):
         event_col=None,
     )
     df = read_raw(spark, cfg)
-    assert df.columns == ["user_id", "item_id", "rating", "timestamp", SOURCE_FILE]
+    assert df.columns == ["user_id", "item_id", "rating", "timestamp", *EXTRA]
     assert _rows(df, df.columns[:4]) == [("186", "302", "3", "891717742"), ("196", "242", "3", "881250949")]
 
 
@@ -63,7 +66,7 @@ def test_custom_delimiter_and_part_file_directory(spark, tmp_path):
         timestamp_col=None,
         event_col=None,
     )
-    df = read_raw(spark, cfg)
+    df = read_raw(spark, cfg).where("reason IS NULL")
     got = sorted((r["user"], r["item"], r[SOURCE_FILE].rsplit("/", 1)[-1]) for r in df.collect())
     assert got == [("a", "x", "part-0.csv"), ("b", "y", "part-1.csv")]
 
@@ -76,7 +79,7 @@ def test_jsonl_numbers_become_their_text_and_missing_keys_null(spark, tmp_path):
     )
     df = read_raw(spark, InputConfig(path=str(path), format="jsonl"))
     cols = ["user_id", "item_id", "event", "rating", "timestamp"]
-    assert all(t == "string" for _, t in df.dtypes)
+    assert all(t == "string" for c, t in df.dtypes if c in cols)
     assert _rows(df, cols) == [("u1", "7", "view", "4.5", "100"), ("u2", "i2", "click", "abc", None)]
 
 
@@ -95,8 +98,8 @@ def test_parquet_columns_are_cast_to_string(spark, tmp_path):
         event_col=None,
     )
     df = read_raw(spark, cfg)
-    assert df.columns == ["uid", "iid", "stars", "ts", "extra", SOURCE_FILE]
-    assert all(t == "string" for _, t in df.dtypes)
+    assert df.columns == ["uid", "iid", "stars", "ts", "extra", *EXTRA]
+    assert all(t == "string" for c, t in df.dtypes if c in df.columns[:5])
     assert _rows(df, df.columns[:5]) == [("1", "a", "4.0", "10", "true"), ("2", "b", "2.5", "20", "false")]
     assert all(r[0].endswith("e.parquet") for r in df.select(SOURCE_FILE).collect())
 
@@ -131,4 +134,4 @@ def test_reserved_names_cover_what_prepare_adds():
     from recbatch.io.readers import RESERVED_COLUMNS
     from recbatch.prep.parse import COPIES, REASON
 
-    assert {SOURCE_FILE, REASON, COPIES} == set(RESERVED_COLUMNS)
+    assert {SOURCE_FILE, REASON, COPIES, "raw", "stage", "line_no", "block_start"} == set(RESERVED_COLUMNS)

@@ -13,6 +13,7 @@ from recbatch.prep.report import check_accounting
 from recbatch.prep.stage import run_prepare
 from recbatch.synth import generate
 
+INTERACTION_COLUMNS = ("user_idx", "item_idx", "count", "weight", "rating", "last_ts")
 INTERACTION_SCHEMA = [
     ("user_idx", "int"),
     ("item_idx", "int"),
@@ -55,7 +56,7 @@ def test_synth_report_accounts_for_every_row(synth_run):
         + report["duplicates_merged"]
         + report["rows_filtered"]
     )
-    assert set(report["filtered"]) == {"min_rating", "min_user_interactions", "min_item_interactions"}
+    assert set(report["filtered"]) == {"time_window", "min_user_interactions", "min_item_interactions"}
     assert report["train_rows"] + report["test_rows"] == report["interactions"]
     assert report["test_rows"] == report["test_users"] > 0
     assert report["density"] == pytest.approx(report["interactions"] / (report["users"] * report["items"]))
@@ -73,7 +74,18 @@ def test_synth_artifacts_follow_the_contract(spark, synth_run):
     assert users.dtypes == [("user_id", "string"), ("user_idx", "int")]
     assert items.dtypes == [("item_id", "string"), ("item_idx", "int")]
     assert spark.read.parquet(str(layout.quarantine)).dtypes == [
-        (c, "string") for c in ("user_id", "item_id", "event", "rating", "timestamp", "reason", "source_file")
+        (c, "string")
+        for c in (
+            "user_id",
+            "item_id",
+            "event",
+            "rating",
+            "timestamp",
+            "reason",
+            "source_file",
+            "raw",
+            "stage",
+        )
     ]
     for vocab, cols in ((users, ("user_id", "user_idx")), (items, ("item_id", "item_idx"))):
         pairs = sorted(tuple(r) for r in vocab.select(*cols).collect())
@@ -125,7 +137,9 @@ def test_all_rows_bad_is_a_data_error_and_the_quarantine_is_kept(spark, tmp_path
 @pytest.mark.spark
 def test_everything_filtered_is_a_data_error(spark, tmp_path):
     path = tmp_path / "e.csv"
-    path.write_text("user_id,item_id,event,rating,timestamp\nu1,i1,view,3,1\nu2,i2,view,3,1\n")
+    path.write_text(
+        "user_id,item_id,event,rating,timestamp\nu1,i1,view,3,1700000000\nu2,i2,view,3,1700000000\n"
+    )
     config = Config.model_validate({"input": {"path": str(path)}, "prepare": {"min_user_interactions": 2}})
     with pytest.raises(DataError, match="0 interactions left after filtering"):
         run_prepare(spark, config, RunLayout(tmp_path / "w", "2026-01-01"))
@@ -151,3 +165,37 @@ def test_accounting_check_catches_a_lost_row():
         check_accounting({**report, "quarantine_by_reason": {"bad_rating": 1}})
     with pytest.raises(PipelineError, match="train_rows"):
         check_accounting({**report, "test_rows": 2})
+
+
+@pytest.mark.spark
+def test_vocabularies_stay_stable_when_data_is_appended(spark, tmp_path):
+    header = "user_id,item_id,event,rating,timestamp\n"
+    first = "".join(f"u{u},i{i},view,4,{1767000000 + u + i}\n" for u in (5, 1, 3) for i in (2, 9))
+    more = "".join(f"u{u},i{i},view,4,{1767100000 + u + i}\n" for u in (0, 4) for i in (1, 9, 10))
+    (tmp_path / "day1.csv").write_text(header + first)
+    (tmp_path / "day2.csv").write_text(header + first + more)
+    workdir = tmp_path / "w"
+
+    def run(name, date, previous):
+        config = Config.model_validate(
+            {"input": {"path": str(tmp_path / name)}, "prepare": {"previous_vocab": previous}}
+        )
+        layout = RunLayout(workdir, date)
+        report = run_prepare(spark, config, layout)
+        vocab = {
+            side: dict(_rows(spark, path, f"{side}_id", f"{side}_idx"))
+            for side, path in (("user", layout.user_vocab), ("item", layout.item_vocab))
+        }
+        return report, vocab
+
+    _, one = run("day1.csv", "2026-01-01", "auto")  # no earlier run: fresh, in id order
+    assert one == {"user": {"u1": 0, "u3": 1, "u5": 2}, "item": {"i2": 0, "i9": 1}}
+    report, two = run("day2.csv", "2026-01-02", "auto")
+    assert report["previous_vocab"].endswith("dt=2026-01-01/prepared")
+    assert two["user"] == {**one["user"], "u0": 3, "u4": 4}  # kept, then new ids appended in id order
+    assert two["item"] == {**one["item"], "i1": 2, "i10": 3}
+    fresh, three = run("day2.csv", "2026-01-03", "")
+    assert fresh["previous_vocab"] is None and three["user"]["u0"] == 0
+    assert sorted(spark.read.parquet(str(RunLayout(workdir, "2026-01-02").interactions)).columns) == sorted(
+        INTERACTION_COLUMNS
+    )

@@ -40,7 +40,10 @@ def test_each_rule_gives_its_reason_and_the_first_failing_rule_wins(spark):
         ("u1", "i1", "click", None, "100"),  # implicit: a missing rating is fine
         (" u2 ", "i2", " purchase ", " 5 ", " 200 "),  # padding is trimmed, not an error
     ]
-    got = [r[REASON] for r in with_reason(_raw(spark, rows), InputConfig(), PrepareConfig()).collect()]
+    got = [
+        r[REASON]
+        for r in with_reason(_raw(spark, rows), InputConfig(), PrepareConfig(timestamp_floor=None)).collect()
+    ]
     assert got == [
         None,
         "missing_user",
@@ -62,7 +65,9 @@ def test_each_rule_gives_its_reason_and_the_first_failing_rule_wins(spark):
 
 def test_explicit_feedback_quarantines_a_missing_rating(spark):
     df = with_reason(
-        _raw(spark, [("u1", "i1", "view", "", "1")]), InputConfig(), PrepareConfig(feedback="explicit")
+        _raw(spark, [("u1", "i1", "view", "", "1")]),
+        InputConfig(),
+        PrepareConfig(feedback="explicit", timestamp_floor=None),
     )
     assert [r[REASON] for r in df.collect()] == ["missing_rating"]
 
@@ -71,7 +76,7 @@ def test_quarantined_keeps_raw_strings_reason_and_source(spark):
     annotated = with_reason(
         _raw(spark, [("u1", "i1", "view", "abc", "1"), ("u1", "i1", "view", "1", "1")]),
         InputConfig(),
-        PrepareConfig(),
+        PrepareConfig(timestamp_floor=None),
     )
     q = clean.quarantined(annotated)
     assert q.columns == ["user_id", "item_id", "event", "rating", "timestamp", REASON, SOURCE_FILE]
@@ -93,16 +98,21 @@ def test_timestamp_units(spark):
         inp = InputConfig(timestamp_unit=unit)
         values = [(v, want) for u, v, want in cases if u == unit]
         annotated = with_reason(
-            _raw(spark, [("u", "i", "view", "3", v) for v, _ in values]), inp, PrepareConfig()
+            _raw(spark, [("u", "i", "view", "3", v) for v, _ in values]),
+            inp,
+            PrepareConfig(timestamp_floor=None),
         )
-        got = [r["ts"] for r in parse_valid(clean.valid(annotated), inp, PrepareConfig()).collect()]
+        got = [
+            r["ts"]
+            for r in parse_valid(clean.valid(annotated), inp, PrepareConfig(timestamp_floor=None)).collect()
+        ]
         reasons = [r[REASON] for r in annotated.collect()]
         assert reasons == [None if want is not None else "bad_timestamp" for _, want in values], unit
         assert got == [want for _, want in values if want is not None], unit
 
 
 def test_parse_maps_event_weights_and_default_event(spark):
-    prep = PrepareConfig(event_weights={"view": 1.0, "buy": 4.0})
+    prep = PrepareConfig(event_weights={"view": 1.0, "buy": 4.0}, timestamp_floor=None)
     df = _raw(spark, [("u", "i", "buy", "5", "10"), ("u", "i", "view", "", "11")])
     got = parse_valid(clean.valid(with_reason(df, InputConfig(), prep)), InputConfig(), prep).collect()
     assert [(r["event"], r["weight"], r["rating"], r["ts"]) for r in got] == [
@@ -110,7 +120,9 @@ def test_parse_maps_event_weights_and_default_event(spark):
         ("view", 1.0, None, 11),
     ]
     no_events = InputConfig(event_col=None, timestamp_col=None)
-    got = parse_valid(df.select("user_id", "item_id", "rating"), no_events, PrepareConfig()).collect()
+    got = parse_valid(
+        df.select("user_id", "item_id", "rating"), no_events, PrepareConfig(timestamp_floor=None)
+    ).collect()
     assert {(r["event"], r["weight"], r["ts"]) for r in got} == {("interaction", 1.0, 0)}
     weighted = PrepareConfig(default_event="rated", event_weights={"rated": 2.0})
     assert parse_valid(df, no_events, weighted).first()["weight"] == 2.0
@@ -123,82 +135,57 @@ def test_exact_duplicates_merge_across_files_but_near_duplicates_do_not(spark):
         ("u1", "i1", "view", "4", "100", "file:/a"),
         ("u1", "i1", "view", "4.0", "100", "file:/a"),
     ]
-    annotated = with_reason(spark.createDataFrame(rows, RAW), InputConfig(), PrepareConfig())
+    annotated = with_reason(
+        spark.createDataFrame(rows, RAW), InputConfig(), PrepareConfig(timestamp_floor=None)
+    )
     got = sorted(tuple(r) for r in clean.drop_exact_duplicates(clean.valid(annotated)).collect())
     assert got == [("u1", "i1", "view", "4", "100", 3), ("u1", "i1", "view", "4.0", "100", 1)]
 
 
 def test_aggregation_matches_a_naive_reference(spark):
     rng = random.Random(0)
+    weights = PrepareConfig(timestamp_floor=None).event_weights
     events = [
         (
             f"u{rng.randrange(8)}",
             f"i{rng.randrange(6)}",
-            rng.choice(["view", "click", "purchase"]),
+            ev := rng.choice(["view", "click", "purchase"]),
+            weights[ev],
             rng.choice([None, 1.0, 3.0, 4.5]),
-            rng.randrange(1000),
-            rng.randrange(1, 3),
+            rng.randrange(40),
         )
         for _ in range(300)
     ]
     df = spark.createDataFrame(
-        events, "user_id string, item_id string, event string, rating double, ts long, copies long"
+        events, "user_id string, item_id string, event string, weight double, rating double, ts long"
     )
-    weights = PrepareConfig().event_weights
-    df = df.selectExpr("*", "CASE event WHEN 'view' THEN 1.0D WHEN 'click' THEN 2.0D ELSE 5.0D END AS weight")
-    ref = defaultdict(list)
+    distinct = defaultdict(set)
+    copies = defaultdict(int)
     for e in events:
-        ref[(e[0], e[1])].append(e)
-    expected = {}
-    for key, es in ref.items():
-        ratings = [e[3] for e in es if e[3] is not None]
-        expected[key] = (
+        distinct[(e[0], e[1])].add(e)
+        copies[(e[0], e[1])] += 1
+    got = {(r["user_id"], r["item_id"]): r for r in aggregate.aggregate_events(df).collect()}
+    assert got.keys() == distinct.keys()
+    for key, es in distinct.items():
+        ratings = [e[4] for e in es if e[4] is not None]
+        r = got[key]
+        assert (r["count"], r["events"], r["copies"], r["near"], r["window_out"]) == (
             len(es),
-            sum(weights[e[2]] for e in es),
-            sum(ratings) / len(ratings) if ratings else None,
-            max(e[4] for e in es),
-            sum(e[5] for e in es),
+            len(es),
+            copies[key],
+            0,
+            0,
         )
-    got = {(r["user_id"], r["item_id"]): tuple(r)[2:] for r in aggregate.aggregate_pairs(df).collect()}
-    assert got.keys() == expected.keys()
-    for key, (count, weight, rating, last_ts, copies) in expected.items():
-        assert got[key][0] == count and got[key][3] == last_ts and got[key][4] == copies
-        assert got[key][1] == pytest.approx(weight)
-        assert (got[key][2] is None) if rating is None else got[key][2] == pytest.approx(rating)
+        assert (r["first_ts"], r["last_ts"]) == (min(e[5] for e in es), max(e[5] for e in es))
+        assert r["weight"] == pytest.approx(sum(e[3] for e in es))
+        assert (
+            (r["rating"] is None)
+            if not ratings
+            else r["rating"] == pytest.approx(sum(ratings) / len(ratings))
+        )
 
 
 PAIRS = "user_id string, item_id string, count long, weight double, rating double, last_ts long, copies long"
-
-
-def test_filters_mark_in_order(spark):
-    pairs = spark.createDataFrame(
-        [
-            ("a", "x", 1, 1.0, 5.0, 1, 1),
-            ("a", "y", 2, 2.0, 1.0, 2, 3),
-            ("a", "z", 1, 1.0, 4.0, 1, 1),
-            ("b", "x", 1, 1.0, 4.0, 1, 1),  # b: one item -> min_user
-            ("c", "x", 1, 1.0, 4.0, 1, 1),
-            ("c", "z", 1, 1.0, None, 1, 1),  # no rating: passes min_rating
-            ("d", "w", 1, 1.0, 4.0, 1, 1),
-            ("d", "x", 1, 1.0, 4.0, 1, 1),
-        ],  # w: one user -> min_item; d stays
-        PAIRS,
-    )
-    marked = aggregate.mark_filtered(pairs, 2.0, 2, 2)
-    got = sorted((r["user_id"], r["item_id"], r[aggregate.FILTERED_BY]) for r in marked.collect())
-    assert got == [
-        ("a", "x", None),
-        ("a", "y", "min_rating"),
-        ("a", "z", None),
-        ("b", "x", "min_user_interactions"),
-        ("c", "x", None),
-        ("c", "z", None),
-        ("d", "w", "min_item_interactions"),
-        ("d", "x", None),
-    ]
-    assert aggregate.kept(marked).columns == list(aggregate.PAIR_COLUMNS)
-    no_filters = aggregate.mark_filtered(pairs, None, 1, 1)
-    assert no_filters.where(no_filters[aggregate.FILTERED_BY].isNotNull()).count() == 0
 
 
 def test_vocab_is_dense_and_in_id_order(spark):
@@ -278,3 +265,33 @@ def test_index_pairs_uses_the_vocabularies(spark):
         ("last_ts", "bigint"),
     ]
     assert sorted(tuple(r) for r in got.collect()) == [(0, 0, 1, 1.0, 4.0, 8), (1, 0, 2, 3.0, None, 9)]
+
+
+def test_weight_column_rules_and_scaling(spark):
+    inp = InputConfig(weight_col="w")
+    prep = PrepareConfig(timestamp_floor=None)
+    rows = [("u", "i", "click", "4", "100", w, "file:/a") for w in ("0.5", "0", "-1", "x", "", "3")]
+    df = spark.createDataFrame(rows, RAW.replace(", source_file", ", w string, source_file"))
+    annotated = with_reason(df, inp, prep)
+    assert [r[REASON] for r in annotated.collect()] == [
+        None,
+        "nonpositive_weight",
+        "nonpositive_weight",
+        "bad_weight",
+        "missing_weight",
+        None,
+    ]
+    got = [r["weight"] for r in parse_valid(clean.valid(annotated), inp, prep).collect()]
+    assert got == [1.0, 6.0]  # click (2.0) times the row's weight
+
+
+def test_future_and_floor_follow_the_run_date(spark):
+    prep = PrepareConfig(timestamp_floor="2000-01-01")
+    end = 1767398399  # 2026-01-02T23:59:59Z
+    rows = [("u", "i", "view", "4", str(ts)) for ts in (end, end + 1, 946684800, 946684799)]
+    got = [r[REASON] for r in with_reason(_raw(spark, rows), InputConfig(), prep, "2026-01-02").collect()]
+    assert got == [None, "future_timestamp", None, "timestamp_too_old"]
+    off = PrepareConfig(timestamp_floor=None, reject_future=False)
+    assert (
+        with_reason(_raw(spark, rows), InputConfig(), off, "2026-01-02").where("reason IS NULL").count() == 4
+    )

@@ -1,9 +1,10 @@
-"""Merging events into one row per (user, item), and the interaction filters.
+"""Events -> one row per (user, item): exact and near duplicates merged, the time window applied.
 
-Every pair keeps `count` (distinct raw rows merged into it) and `copies` (raw rows
-including exact duplicates), so filters can report what they removed in raw rows and
-the stage's accounting adds up exactly. Filters mark rows instead of dropping them, so
-one aggregation yields every filter's count.
+Every pair carries the counters the stage's accounting needs: `copies` (raw valid rows
+behind it), `events` (distinct events), `near` (events merged as near duplicates),
+`window_out` (events outside the time window) and `count` (events kept). So one pass
+over the events yields every count, and the identity copies = (copies - events) + near +
+window_out + count holds per pair.
 """
 
 from __future__ import annotations
@@ -15,67 +16,75 @@ from recbatch.prep.parse import COPIES
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-PAIR_COLUMNS = ("user_id", "item_id", "count", "weight", "rating", "last_ts", COPIES)
-FILTERED_BY = "filtered_by"
-FILTERS = ("min_rating", "min_user_interactions", "min_item_interactions")
+PAIR_COLUMNS = ("user_id", "item_id", "count", "weight", "rating", "first_ts", "last_ts", COPIES)
+COUNTERS = ("events", "near", "window_out")
+EVENT_KEY = ("user_id", "item_id", "event", "weight", "rating", "ts")
 
 
-def aggregate_pairs(events: DataFrame) -> DataFrame:
-    """Parsed events -> one row per (user_id, item_id).
+def aggregate_events(
+    events: DataFrame,
+    near_seconds: int = 0,
+    window_start: int | None = None,
+    partitions: int | None = None,
+) -> DataFrame:
+    """Parsed events (user_id, item_id, event, weight, rating, ts) -> pairs with counters.
 
-    count (events merged), weight (sum), rating (mean of non-null), last_ts (max), and
-    copies (sum of the events' `copies`, or count when events carry none).
-    """
-    from pyspark.sql import functions as F
-
-    copies = F.col(COPIES) if COPIES in events.columns else F.lit(1)
-    return (
-        events.groupBy(F.col("user_id"), F.col("item_id"))
-        .agg(
-            F.count(F.lit(1)).cast("long").alias("count"),
-            F.sum(F.col("weight")).cast("double").alias("weight"),
-            F.avg(F.col("rating")).cast("double").alias("rating"),
-            F.max(F.col("ts")).cast("long").alias("last_ts"),
-            F.sum(copies).cast("long").alias(COPIES),
-        )
-        .select(*[F.col(c) for c in PAIR_COLUMNS])
-    )
-
-
-def mark_filtered(pairs: DataFrame, min_rating: float | None, min_user: int, min_item: int) -> DataFrame:
-    """Add `filtered_by`: the first filter that removes the pair, or null when it is kept.
-
-    In order: mean rating below `min_rating` (pairs without a rating pass); users with
-    fewer than `min_user` distinct items left; then items with fewer than `min_item`
-    distinct users left (one pass: a user is not re-checked after the item filter).
+    Exact duplicates (all six values equal) become one event with `copies`. With
+    `near_seconds` > 0, an event of the same user, item and type at most that many seconds
+    after the previous one is merged into it (chains: each is compared with the one before).
+    Events before `window_start` (unix seconds) are counted in `window_out`, not kept.
+    A pair whose events all fall out has count 0 (the caller filters it, with its counts).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    low = F.coalesce(F.col("rating") < min_rating, F.lit(False)) if min_rating is not None else F.lit(False)
-    one = F.lit(1)
-    # A minimum of 1 can never bite, so skip its shuffle.
-    user_n = F.sum(F.when(~F.col("_low"), one).otherwise(0)).over(Window.partitionBy("user_id"))
-    item_n = F.sum(F.when(F.col("_kept_u"), one).otherwise(0)).over(Window.partitionBy("item_id"))
-    user_n = user_n if min_user > 1 else F.lit(min_user)
-    item_n = item_n if min_item > 1 else F.lit(min_item)
+    # One shuffle by (user, item) serves the dedupe, the near-duplicate window and the pair sums.
+    spread = (
+        events.repartition(partitions, "user_id", "item_id")
+        if partitions
+        else events.repartition("user_id", "item_id")
+    )
+    exact = spread.groupBy(*[F.col(c) for c in EVENT_KEY]).agg(F.count(F.lit(1)).cast("long").alias(COPIES))
+    if near_seconds > 0:
+        order = Window.partitionBy("user_id", "item_id", "event").orderBy("ts", "weight", "rating")
+        near = F.coalesce(F.col("ts") - F.lag("ts").over(order) <= near_seconds, F.lit(False))
+    else:
+        near = F.lit(False)
+    inside = F.col("ts") >= window_start if window_start is not None else F.lit(True)
+    marked = exact.select(*[F.col(c) for c in (*EVENT_KEY, COPIES)], near.alias("_near"), inside.alias("_in"))
+    keep = ~F.col("_near") & F.col("_in")
+
+    def kept(col: str):
+        return F.when(keep, F.col(col))
+
     return (
-        pairs.withColumn("_low", low)
-        .withColumn("_few_u", ~F.col("_low") & (user_n < min_user))
-        .withColumn("_kept_u", ~F.col("_low") & ~F.col("_few_u"))
-        .withColumn("_few_i", F.col("_kept_u") & (item_n < min_item))
-        .select(
-            *[F.col(c) for c in PAIR_COLUMNS],
-            F.when(F.col("_low"), F.lit(FILTERS[0]))
-            .when(F.col("_few_u"), F.lit(FILTERS[1]))
-            .when(F.col("_few_i"), F.lit(FILTERS[2]))
-            .alias(FILTERED_BY),
+        marked.groupBy(F.col("user_id"), F.col("item_id"))
+        .agg(
+            F.count(kept("ts")).cast("long").alias("count"),
+            F.sum(kept("weight")).cast("double").alias("weight"),
+            F.avg(kept("rating")).cast("double").alias("rating"),
+            F.min(kept("ts")).cast("long").alias("first_ts"),
+            F.max(kept("ts")).cast("long").alias("last_ts"),
+            F.sum(COPIES).cast("long").alias(COPIES),
+            F.count(F.lit(1)).cast("long").alias("events"),
+            F.count(F.when(F.col("_near"), 1)).cast("long").alias("near"),
+            F.count(F.when(~F.col("_near") & ~F.col("_in"), 1)).cast("long").alias("window_out"),
         )
+        .select(*[F.col(c) for c in (*PAIR_COLUMNS, *COUNTERS)])
     )
 
 
-def kept(marked: DataFrame) -> DataFrame:
-    """Pairs of `mark_filtered` output that no filter removed, in the pair schema."""
+def normalise(pairs: DataFrame, log_weights: bool, center_ratings: bool) -> DataFrame:
+    """Optional log(1 + weight) scaling and per-user centring of mean ratings (nulls stay null)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return marked.where(F.col(FILTERED_BY).isNull()).select(*[F.col(c) for c in PAIR_COLUMNS])
+    weight = F.log1p(F.col("weight")) if log_weights else F.col("weight")
+    rating = F.col("rating")
+    if center_ratings:
+        rating = rating - F.avg("rating").over(Window.partitionBy("user_id"))
+    cols = [
+        weight.alias(c) if c == "weight" else rating.alias(c) if c == "rating" else F.col(c)
+        for c in PAIR_COLUMNS
+    ]
+    return pairs.select(*cols)

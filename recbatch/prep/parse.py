@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 REASON = "reason"
+PARSED = "_parsed"
 COPIES = "copies"  # raw rows behind a deduplicated row
 # Beyond ~year 300,000 a "timestamp" is a unit mix-up, and a cast to long could overflow.
 MAX_ABS_SECONDS = 1e13
@@ -47,9 +48,42 @@ def _seconds(col: Column, unit: str) -> Column:
     return F.when(F.abs(secs) < MAX_ABS_SECONDS, secs)
 
 
-def validation_rules(inp: InputConfig, prep: PrepareConfig) -> list[tuple[str, Column]]:
-    """(reason, condition) pairs in the order they are checked; a true condition rejects the row."""
+def day_end(date: str) -> int:
+    """Unix seconds of the last second of `date` (YYYY-MM-DD, UTC)."""
+    import calendar
+    import datetime as dt
+
+    return calendar.timegm(dt.date.fromisoformat(date).timetuple()) + 86_399
+
+
+def parsed_values(inp: InputConfig) -> dict[str, Column]:
+    """The numbers the rules and the parser both need: rating, ts (seconds, double), weight."""
     from pyspark.sql import functions as F
+
+    values = {}
+    if inp.rating_col is not None:
+        values["rating"] = _number(F.col(inp.rating_col))
+    if inp.timestamp_col is not None:
+        values["ts"] = _seconds(F.col(inp.timestamp_col), inp.timestamp_unit)
+    if inp.weight_col is not None:
+        values["weight"] = _number(F.col(inp.weight_col))
+    return values
+
+
+def validation_rules(
+    inp: InputConfig,
+    prep: PrepareConfig,
+    run_date: str | None = None,
+    values: dict[str, Column] | None = None,
+) -> list[tuple[str, Column]]:
+    """(reason, condition) pairs in the order they are checked; a true condition rejects the row.
+
+    `run_date` (YYYY-MM-DD) enables future_timestamp when prep.reject_future is on. `values`
+    may hold precomputed `parsed_values` columns, so each number is parsed once per row.
+    """
+    from pyspark.sql import functions as F
+
+    v = values if values is not None else parsed_values(inp)
 
     rules: list[tuple[str, Column]] = [
         ("missing_user", _blank(F.col(inp.user_col))),
@@ -57,7 +91,7 @@ def validation_rules(inp: InputConfig, prep: PrepareConfig) -> list[tuple[str, C
     ]
     if inp.rating_col is not None:
         raw = F.col(inp.rating_col)
-        rating = _number(raw)
+        rating = v["rating"]
         if prep.feedback == "explicit":
             rules.append(("missing_rating", _blank(raw)))
         rules.append(("bad_rating", ~_blank(raw) & rating.isNull()))
@@ -65,12 +99,22 @@ def validation_rules(inp: InputConfig, prep: PrepareConfig) -> list[tuple[str, C
     if inp.timestamp_col is not None:
         raw = F.col(inp.timestamp_col)
         rules.append(("missing_timestamp", _blank(raw)))
-        rules.append(("bad_timestamp", _seconds(raw, inp.timestamp_unit).isNull()))
+        secs = v["ts"]
+        rules.append(("bad_timestamp", secs.isNull()))
+        if prep.reject_future and run_date is not None:
+            rules.append(("future_timestamp", secs > day_end(run_date)))
+        if prep.timestamp_floor is not None:
+            rules.append(("timestamp_too_old", secs < day_end(prep.timestamp_floor) - 86_399))
     if inp.event_col is not None:
         known = list(prep.event_weights)
         rules.append(
             ("unknown_event", _blank(F.col(inp.event_col)) | ~F.trim(F.col(inp.event_col)).isin(known))
         )
+    if inp.weight_col is not None:
+        raw = F.col(inp.weight_col)
+        rules.append(("missing_weight", _blank(raw)))
+        rules.append(("bad_weight", v["weight"].isNull()))
+        rules.append(("nonpositive_weight", v["weight"] <= 0))
     return rules
 
 
@@ -84,24 +128,34 @@ def reason_column(rules: list[tuple[str, Column]]) -> Column:
     return F.lit(None).cast("string") if expr is None else expr
 
 
-def with_reason(df: DataFrame, inp: InputConfig, prep: PrepareConfig) -> DataFrame:
-    """Raw rows plus a `reason` column (null when the row is valid)."""
-    from pyspark.sql import functions as F
+def with_reason(
+    df: DataFrame, inp: InputConfig, prep: PrepareConfig, run_date: str | None = None
+) -> DataFrame:
+    """Raw rows plus a `reason` column (null when the row is valid).
 
-    return df.select(
-        *[F.col(c) for c in df.columns], reason_column(validation_rules(inp, prep)).alias(REASON)
-    )
-
-
-def parse_valid(df: DataFrame, inp: InputConfig, prep: PrepareConfig) -> DataFrame:
-    """Typed columns of valid rows: user_id, item_id, event, weight, rating, ts.
-
-    Expects rows that passed `validation_rules`; a missing rating stays null and a
-    missing timestamp column gives ts 0 (the split then falls back to item order).
-    A `copies` column, if present, is passed through.
+    A `reason` already present (a read-level one, e.g. too_few_fields) wins over value rules.
     """
     from pyspark.sql import functions as F
 
+    rules = reason_column(validation_rules(inp, prep, run_date))
+    if REASON in df.columns:
+        return df.select(
+            *[F.col(c) for c in df.columns if c != REASON], F.coalesce(F.col(REASON), rules).alias(REASON)
+        )
+    return df.select(*[F.col(c) for c in df.columns], rules.alias(REASON))
+
+
+def parsed_columns(
+    inp: InputConfig, prep: PrepareConfig, values: dict[str, Column] | None = None
+) -> list[Column]:
+    """Typed columns of a valid row: user_id, item_id, event, weight, rating, ts.
+
+    A missing rating stays null and a missing timestamp column gives ts 0 (the split then
+    falls back to item order). Only meaningful for rows that passed `validation_rules`.
+    """
+    from pyspark.sql import functions as F
+
+    v = values if values is not None else parsed_values(inp)
     if inp.event_col is not None:
         event = F.trim(F.col(inp.event_col))
         weight = F.lit(None)
@@ -110,17 +164,43 @@ def parse_valid(df: DataFrame, inp: InputConfig, prep: PrepareConfig) -> DataFra
     else:
         event = F.lit(prep.default_event)
         weight = F.lit(prep.event_weights.get(prep.default_event, 1.0))
-    rating = _number(F.col(inp.rating_col)) if inp.rating_col is not None else F.lit(None)
-    if inp.timestamp_col is not None:
-        ts = F.floor(_seconds(F.col(inp.timestamp_col), inp.timestamp_unit))
-    else:
-        ts = F.lit(0)
-    return df.select(
+    if inp.weight_col is not None:
+        weight = weight * v["weight"]
+    rating = v["rating"] if inp.rating_col is not None else F.lit(None)
+    ts = F.floor(v["ts"]) if inp.timestamp_col is not None else F.lit(0)
+    return [
         F.trim(F.col(inp.user_col)).alias("user_id"),
         F.trim(F.col(inp.item_col)).alias("item_id"),
         event.cast("string").alias("event"),
         weight.cast("double").alias("weight"),
         rating.cast("double").alias("rating"),
         ts.cast("long").alias("ts"),
-        *([F.col(COPIES)] if COPIES in df.columns else []),
+    ]
+
+
+def parse_valid(df: DataFrame, inp: InputConfig, prep: PrepareConfig) -> DataFrame:
+    """Typed columns of valid rows (see `parsed_columns`); a `copies` column, if present, is passed through."""
+    from pyspark.sql import functions as F
+
+    return df.select(*parsed_columns(inp, prep), *([F.col(COPIES)] if COPIES in df.columns else []))
+
+
+def annotate(df: DataFrame, inp: InputConfig, prep: PrepareConfig, run_date: str | None = None) -> DataFrame:
+    """`with_reason` plus `_parsed` (the typed event struct), parsing each number once per row.
+
+    The numbers are computed in their own projection: Spark keeps a projection whose
+    expensive columns are used more than once instead of inlining them into every rule.
+    """
+    from pyspark.sql import functions as F
+
+    values = parsed_values(inp)
+    names = {k: f"_value_{k}" for k in values}
+    step = df.select(*[F.col(c) for c in df.columns], *[e.alias(names[k]) for k, e in values.items()])
+    cols = {k: F.col(n) for k, n in names.items()}
+    rules = reason_column(validation_rules(inp, prep, run_date, cols))
+    reason = F.coalesce(F.col(REASON), rules) if REASON in df.columns else rules
+    return step.select(
+        *[F.col(c) for c in df.columns if c != REASON],
+        reason.alias(REASON),
+        F.struct(*parsed_columns(inp, prep, cols)).alias(PARSED),
     )

@@ -31,6 +31,11 @@ def check_accounting(report: dict[str, Any]) -> None:
         problems.append(f"quarantine_by_reason does not sum to rows_quarantined {report['rows_quarantined']}")
     if sum(report["filtered"].values()) != report["rows_filtered"]:
         problems.append(f"filtered does not sum to rows_filtered {report['rows_filtered']}")
+    files = report.get("files")
+    if files is not None and sum(f["rows_read"] for f in files.values()) != report["rows_read"]:
+        problems.append("rows read per file do not sum to rows_read")
+    if files is not None and sum(f["quarantined"] for f in files.values()) != report["rows_quarantined"]:
+        problems.append("quarantined rows per file do not sum to rows_quarantined")
     if report["train_rows"] + report["test_rows"] != report["interactions"]:
         problems.append(
             f"train_rows {report['train_rows']} + test_rows {report['test_rows']} "
@@ -64,3 +69,37 @@ def write_report(report: dict[str, Any], path: str | Path) -> None:
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, target)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The accounting as a plain-text table: per file, per reason, per filter, then the shape."""
+    n = report["rows_read"]
+
+    def line(label: str, value: int | float | str, indent: int = 0, share: bool = True) -> str:
+        shown = f"{value:>14,}" if isinstance(value, int) else f"{value!s:>14}"
+        share_text = f"  {value / n:7.3%}" if share and isinstance(value, int) and n else ""
+        return f"{'  ' * indent}{label:<{40 - 2 * indent}}{shown}{share_text}"
+
+    out = [line("rows read", n)]
+    for file, counts in (report.get("files") or {}).items():
+        out.append(line(file.rsplit("/", 1)[-1], counts["rows_read"], 1))
+    out.append(line("quarantined", report["rows_quarantined"]))
+    out += [line(k, v, 1) for k, v in report["quarantine_by_reason"].items()]
+    out.append(line("duplicates merged", report["duplicates_merged"]))
+    out.append(line("exact", report.get("duplicates_exact", report["duplicates_merged"]), 1))
+    out.append(line("near duplicates", report.get("near_duplicates_merged", 0), 1))
+    out.append(line("filtered", report["rows_filtered"]))
+    out += [line(k, v, 1) for k, v in report["filtered"].items()]
+    out.append(line("kept (clean)", report["rows_clean"]))
+    out.append(line("users", report["users"], share=False))
+    out.append(line("items", report["items"], share=False))
+    out.append(line("interactions", report["interactions"], share=False))
+    out.append(line("train / test", f"{report['train_rows']:,} / {report['test_rows']:,}"))
+    out.append(line("density", f"{report['density']:.6f}"))
+    for side in ("per_user", "per_item"):
+        q = report.get(side) or {}
+        if q:
+            out.append(
+                line(f"interactions {side.replace('_', ' ')}", " ".join(f"{k}={v}" for k, v in q.items()))
+            )
+    return "\n".join(out)

@@ -42,3 +42,36 @@ def test_part(marked: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     return marked.where(F.col("is_test")).select(*[F.col(c) for c in INTERACTION_COLUMNS])
+
+
+def mark_test_time(interactions: DataFrame, cutoff: int) -> DataFrame:
+    """Add `is_test`: pairs whose last event is after `cutoff` (unix seconds), for users with a
+    pair at or before it. Every test pair is later than all of its user's train pairs; users
+    seen only after the cutoff stay in train (they have no history to evaluate against).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    after = F.col("last_ts") > cutoff
+    has_past = F.max((~after).cast("int")).over(Window.partitionBy("user_idx")) == 1
+    return interactions.select(*[F.col(c) for c in INTERACTION_COLUMNS], (after & has_past).alias("is_test"))
+
+
+def mark_test_random(interactions: DataFrame, fraction: float, seed: int) -> DataFrame:
+    """Add `is_test`: a seeded hash of (user, item) below `fraction`; each user keeps >= 1 train pair.
+
+    The draw depends only on the pair and the seed, so the same data gives the same split
+    on any cluster; a user whose pairs all drew test keeps the one with the largest draw.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    draw = (F.abs(F.xxhash64(F.col("user_idx"), F.col("item_idx"), F.lit(seed))) % 1_000_000) / 1_000_000.0
+    by_user = Window.partitionBy("user_idx")
+    first = by_user.orderBy(F.col("_draw").desc(), F.col("item_idx"))
+    picked = F.col("_draw") < fraction
+    no_train = F.sum((~picked).cast("int")).over(by_user) == 0
+    return interactions.withColumn("_draw", draw).select(
+        *[F.col(c) for c in INTERACTION_COLUMNS],
+        (picked & ~(no_train & (F.row_number().over(first) == 1))).alias("is_test"),
+    )

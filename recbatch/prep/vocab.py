@@ -69,3 +69,26 @@ def index_pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> DataFra
             F.col("last_ts").cast("long").alias("last_ts"),
         )
     )
+
+
+def extend_vocab(previous: DataFrame, pairs: DataFrame, id_col: str, idx_col: str) -> DataFrame:
+    """The `previous` vocabulary unchanged, then ids of `pairs` it lacks, appended in id order.
+
+    Existing ids keep their index, so factors and published tables stay comparable across
+    runs; ids absent from `pairs` stay too (an index is never reused).
+    """
+    from pyspark.sql import functions as F
+
+    prev = previous.select(F.col(id_col), F.col(idx_col).cast("int").alias(idx_col))
+    stats = prev.agg(F.count(F.lit(1)).alias("n"), F.max(idx_col).alias("top")).first()
+    n = int(stats["n"])
+    if n and int(stats["top"]) != n - 1:
+        raise PipelineError(
+            f"previous {id_col} vocabulary is not dense 0..{n - 1} (max index {stats['top']}); "
+            "point prepare.previous_vocab at a vocabulary written by recbatch"
+        )
+    new = pairs.select(F.col(id_col)).distinct().join(prev.select(F.col(id_col)), on=id_col, how="left_anti")
+    appended = build_vocab(new, id_col, idx_col).select(
+        F.col(id_col), (F.col(idx_col) + F.lit(n)).cast("int").alias(idx_col)
+    )
+    return prev.unionByName(appended)

@@ -1,0 +1,270 @@
+"""`recbatch bench prepare`: time `recbatch prepare` beside the same cleaning in DuckDB SQL.
+
+Both run as child processes on the same synthetic CSV files. Wall time is measured around
+each child; peak memory is the largest sum of resident set sizes over the child's whole
+process tree (the Python driver and its JVM, or the DuckDB process), sampled from /proc.
+DuckDB applies the same value rules, exact-duplicate merge, aggregation per (user, item),
+min_user_interactions filter, dense indexing and leave-last-1-out split, and writes
+interactions Parquet: a single-machine reference, not a feature-for-feature copy (it does
+no per-line quoting/field checks beyond DuckDB's own CSV reader).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from recbatch.config import SynthConfig
+
+RUN_DATE = "2026-01-02"
+SAMPLE_SECONDS = 0.2
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of `root` and all its descendants now."""
+    tree, total, todo = _children(), 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += _rss(pid)
+        todo.extend(tree.get(pid, []))
+    return total
+
+
+def measure(cmd: list[str], log: Path | None = None) -> dict[str, Any]:
+    """Run `cmd`; return wall seconds, peak tree RSS (MiB), exit code and the output's tail
+    (the whole output goes to `log` when given)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+            done.wait(SAMPLE_SECONDS)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    output, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    watcher.join()
+    text = output.decode(errors="replace")
+    if log is not None:
+        log.write_text(text, encoding="utf-8")
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(peak[0] / 2**20, 1),
+        "rc": proc.returncode,
+        "tail": text[-3000:],
+    }
+
+
+DUCKDB_SQL = """
+CREATE TEMP TABLE ev AS
+WITH raw AS (
+  SELECT * FROM read_csv('{glob}', header = true, all_varchar = true, null_padding = true,
+                         ignore_errors = true, filename = true)
+), typed AS (
+  SELECT *, TRY_CAST(trim(rating) AS DOUBLE) AS r, TRY_CAST(trim("timestamp") AS DOUBLE) AS t FROM raw
+)
+SELECT trim(user_id) AS user_id, trim(item_id) AS item_id, trim(event) AS event, r AS rating,
+       CAST(floor(t) AS BIGINT) AS ts,
+       CASE trim(event) WHEN 'view' THEN 1.0 WHEN 'click' THEN 2.0 WHEN 'purchase' THEN 5.0 END AS weight,
+       CASE
+         WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user'
+         WHEN item_id IS NULL OR trim(item_id) = '' THEN 'missing_item'
+         WHEN rating IS NOT NULL AND trim(rating) <> '' AND (r IS NULL OR isnan(r) OR isinf(r)) THEN 'bad_rating'
+         WHEN r < 1 OR r > 5 THEN 'rating_out_of_range'
+         WHEN "timestamp" IS NULL OR trim("timestamp") = '' THEN 'missing_timestamp'
+         WHEN t IS NULL OR isnan(t) OR abs(t) >= 1e13 THEN 'bad_timestamp'
+         WHEN t > {day_end} THEN 'future_timestamp'
+         WHEN t < {floor} THEN 'timestamp_too_old'
+         WHEN event IS NULL OR trim(event) NOT IN ('view', 'click', 'purchase') THEN 'unknown_event'
+       END AS reason
+FROM typed;
+COPY (SELECT * FROM ev WHERE reason IS NOT NULL) TO '{out}/quarantine.parquet' (FORMAT parquet);
+COPY (
+  WITH d AS (
+    SELECT user_id, item_id, event, weight, rating, ts, count(*) AS copies FROM ev WHERE reason IS NULL
+    GROUP BY ALL
+  ), p AS (
+    SELECT user_id, item_id, count(*) AS count, sum(weight) AS weight, avg(rating) AS rating,
+           max(ts) AS last_ts FROM d GROUP BY ALL
+  ), k AS (
+    SELECT * FROM p QUALIFY count(*) OVER (PARTITION BY user_id) >= 2
+  ), ix AS (
+    SELECT CAST(dense_rank() OVER (ORDER BY user_id) - 1 AS INT) AS user_idx,
+           CAST(dense_rank() OVER (ORDER BY item_id) - 1 AS INT) AS item_idx, count, weight, rating, last_ts
+    FROM k
+  )
+  SELECT *, row_number() OVER (PARTITION BY user_idx ORDER BY last_ts DESC, item_idx DESC) <= 1
+            AND count(*) OVER (PARTITION BY user_idx) > 1 AS is_test
+  FROM ix
+) TO '{out}/interactions.parquet' (FORMAT parquet);
+"""
+
+
+def duckdb_prepare(glob: str, out: str, threads: int) -> dict[str, Any]:
+    """The DuckDB reference: clean, merge, aggregate, filter, index and split; returns its counts."""
+    import calendar
+    import datetime as dt
+
+    import duckdb
+
+    day_end = calendar.timegm(dt.date.fromisoformat(RUN_DATE).timetuple()) + 86_399
+    floor = calendar.timegm(dt.date(1990, 1, 1).timetuple())
+    Path(out).mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    con.execute(DUCKDB_SQL.format(glob=glob, day_end=day_end, floor=floor, out=out))
+    rows_read = con.execute("SELECT count(*) FROM ev").fetchone()[0]
+    quarantined = con.execute("SELECT count(*) FROM ev WHERE reason IS NOT NULL").fetchone()[0]
+    inter = con.execute(
+        f"SELECT count(*), sum(count), sum(is_test::INT) FROM '{out}/interactions.parquet'"
+    ).fetchone()
+    return {
+        "rows_read": rows_read,
+        "rows_quarantined": quarantined,
+        "interactions": inter[0],
+        "rows_clean": int(inter[1]),
+        "test_rows": int(inter[2]),
+    }
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    walls = [r["wall_s"] for r in runs]
+    return {
+        "wall_s": walls,
+        "median_wall_s": round(statistics.median(walls), 2),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+
+
+def run_bench(
+    events: int,
+    workdir: Path,
+    repeats: int = 1,
+    files: int = 8,
+    threads: int = 2,
+    seed: int = 7,
+    reuse_data: bool = True,
+) -> dict[str, Any]:
+    """Generate `events` synthetic events under `workdir`, then time both engines `repeats` times each."""
+    from recbatch.synth import generate
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = workdir / "events"
+    synth = SynthConfig(
+        users=max(100, events // 40),
+        items=max(50, events // 400),
+        events=events,
+        files=files,
+        end_date="2026-01-01",
+        seed=seed,
+        out=str(data),
+    )
+    start = time.perf_counter()
+    summary = workdir / "synth.json"
+    if reuse_data and summary.is_file() and json.loads(summary.read_text())["events"] == events:
+        written = json.loads(summary.read_text())  # same generator, seed and size: same bytes
+    else:
+        written = generate(synth, data)
+        summary.write_text(json.dumps(written), encoding="utf-8")
+    gen_s = round(time.perf_counter() - start, 2)
+    config = workdir / "bench.toml"
+    config.write_text(
+        f'[paths]\nworkdir = "{workdir / "work"}"\n\n[input]\npath = "{data}"\nformat = "csv"\n\n'
+        f'[spark]\nmaster = "local[{threads}]"\n\n[evaluate]\nbaselines = ["popularity"]\n',
+        encoding="utf-8",
+    )
+    spark_cmd = [sys.executable, "-m", "recbatch", "prepare", "--config", str(config), "--date", RUN_DATE]
+    duck_cmd = [
+        sys.executable,
+        "-c",
+        "import json, sys; from recbatch.bench.prepare import duckdb_prepare; "
+        "print('RESULT ' + json.dumps(duckdb_prepare(sys.argv[1], sys.argv[2], int(sys.argv[3]))))",
+        str(data / "*.csv"),
+        str(workdir / "duckdb"),
+        str(threads),
+    ]
+    spark_runs, duck_runs = [], []
+    for _ in range(repeats):
+        spark_runs.append(measure(spark_cmd, workdir / "spark.log"))
+        if spark_runs[-1]["rc"] != 0:
+            raise RuntimeError(
+                f"recbatch prepare failed (rc {spark_runs[-1]['rc']}), see {workdir / 'spark.log'}"
+            )
+        duck_runs.append(measure(duck_cmd, workdir / "duckdb.log"))
+        if duck_runs[-1]["rc"] != 0:
+            raise RuntimeError(
+                f"duckdb reference failed (rc {duck_runs[-1]['rc']}), see {workdir / 'duckdb.log'}"
+            )
+    report_path = workdir / "work" / "runs" / f"dt={RUN_DATE}" / "prepared" / "report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    duck_line = next(ln for ln in duck_runs[-1]["tail"].splitlines() if ln.startswith("RESULT "))
+    spark_s, duck_s = _summary(spark_runs), _summary(duck_runs)
+    keys = ("rows_read", "rows_quarantined", "rows_clean", "interactions", "test_rows")
+    return {
+        "events": events,
+        "rows_written": written["rows"],
+        "files": files,
+        "cores": threads,
+        "generate_s": gen_s,
+        "spark": {**spark_s, "timings": report.get("timings"), **{k: report[k] for k in keys}},
+        "duckdb": {**duck_s, **json.loads(duck_line.removeprefix("RESULT "))},
+        "ratio_wall_spark_over_duckdb": round(spark_s["median_wall_s"] / duck_s["median_wall_s"], 2),
+        "ratio_rss_spark_over_duckdb": round(spark_s["peak_rss_mib"] / max(duck_s["peak_rss_mib"], 1), 2),
+    }
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A side-by-side table of the two engines."""
+    rows = [
+        ("", "recbatch (Spark)", "DuckDB"),
+        ("median wall s", result["spark"]["median_wall_s"], result["duckdb"]["median_wall_s"]),
+        ("peak RSS MiB", result["spark"]["peak_rss_mib"], result["duckdb"]["peak_rss_mib"]),
+        ("rows read", result["spark"]["rows_read"], result["duckdb"]["rows_read"]),
+        ("quarantined", result["spark"]["rows_quarantined"], result["duckdb"]["rows_quarantined"]),
+        ("interactions", result["spark"]["interactions"], result["duckdb"]["interactions"]),
+        ("test rows", result["spark"]["test_rows"], result["duckdb"]["test_rows"]),
+    ]
+    lines = [
+        f"prepare benchmark: {result['events']:,} events, {result['files']} files, {result['cores']} cores"
+    ]
+    lines += [f"{a:<16}{b!s:>18}{c!s:>14}" for a, b, c in rows]
+    lines.append(
+        f"Spark / DuckDB: wall x{result['ratio_wall_spark_over_duckdb']}, "
+        f"peak memory x{result['ratio_rss_spark_over_duckdb']}"
+    )
+    return "\n".join(lines)
