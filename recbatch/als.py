@@ -7,12 +7,16 @@ same kernel, the same candidate set and the same tie-breaking as recbatch's own 
 
 from __future__ import annotations
 
+import itertools
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recbatch.config import AlsConfig
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyspark.ml.recommendation import ALSModel
@@ -21,9 +25,16 @@ if TYPE_CHECKING:
 
 def fit_als(spark: SparkSession, train: DataFrame, params: AlsConfig) -> ALSModel:
     """Fit implicit ALS on (user_idx, item_idx, weight) rows; returns the fitted ALSModel."""
+    import tempfile
+
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as F
 
+    sc = spark.sparkContext
+    if sc.getCheckpointDir() is None:
+        # ALS checkpoints its factors every 10 sweeps only when a checkpoint dir is set;
+        # without one, the lineage of repeated fits (a grid) overflows the JVM stack.
+        sc.setCheckpointDir(tempfile.mkdtemp(prefix="recbatch-als-checkpoints-"))
     ratings = train.select(
         F.col("user_idx").cast("int").alias("user_idx"),
         F.col("item_idx").cast("int").alias("item_idx"),
@@ -56,10 +67,72 @@ def factor_matrix(factors: DataFrame, rows: int, rank: int) -> np.ndarray:
     return out
 
 
+def grid(params: AlsConfig) -> list[AlsConfig]:
+    """Every combination of the [als] grid lists (an empty list keeps the single value)."""
+    ranks = params.grid_rank or [params.rank]
+    regs = params.grid_reg or [params.reg]
+    alphas = params.grid_alpha or [params.alpha]
+    return [
+        params.model_copy(update={"rank": r, "reg": g, "alpha": a})
+        for r, g, a in itertools.product(ranks, regs, alphas)
+    ]
+
+
+def pick_params(
+    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig, k: int = 10
+) -> tuple[AlsConfig, list[dict[str, float]]]:
+    """The grid point with the best validation NDCG@k; validation = each user's latest train item
+    (the same split the Keras models stop on), never the test split."""
+    from pyspark.sql import functions as F
+
+    from recbatch.ranking import DotScorer
+    from recbatch.training.data import read_pairs, read_times
+    from recbatch.training.validation import carve_validation, scorer_ndcg
+
+    users, items = read_pairs(train_path)
+    split = carve_validation(users, items, read_times(train_path), num_users)
+    held = spark.createDataFrame(
+        [(int(u), int(i)) for u, i in zip(split.val_users, split.val_items, strict=True)],
+        "user_idx int, item_idx int",
+    )
+    train = spark.read.parquet(str(train_path))
+    fit_rows = train.join(held, on=["user_idx", "item_idx"], how="left_anti").select(
+        F.col("user_idx"), F.col("item_idx"), F.col("weight")
+    )
+    trials = []
+    for candidate in grid(params):
+        model = fit_als(spark, fit_rows, candidate)
+        scorer = DotScorer(
+            factor_matrix(model.userFactors, num_users, candidate.rank),
+            factor_matrix(model.itemFactors, num_items, candidate.rank),
+        )
+        score = scorer_ndcg(scorer, split, num_users, k)
+        trials.append(
+            {"rank": candidate.rank, "reg": candidate.reg, "alpha": candidate.alpha, "val_ndcg": score}
+        )
+        log.info(
+            "ALS grid: rank %d reg %g alpha %g -> validation ndcg@%d %.4f",
+            candidate.rank,
+            candidate.reg,
+            candidate.alpha,
+            k,
+            score,
+        )
+    best = max(range(len(trials)), key=lambda n: trials[n]["val_ndcg"])
+    return grid(params)[best], trials
+
+
 def als_factors(
     spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train ALS on the prepared train split and return (user factors, item factors) by dense index."""
+    """Train ALS on the prepared train split and return (user factors, item factors) by dense index.
+
+    With [als] grid lists set, the grid point with the best validation NDCG is picked
+    first (`pick_params`) and refitted on all of train.
+    """
+    if len(grid(params)) > 1:
+        params, _ = pick_params(spark, train_path, num_users, num_items, params)
+        log.info("ALS grid: picked rank %d reg %g alpha %g", params.rank, params.reg, params.alpha)
     model = fit_als(spark, spark.read.parquet(str(train_path)), params)
     return (
         factor_matrix(model.userFactors, num_users, params.rank),

@@ -1,12 +1,16 @@
-"""The evaluate stage: rank all unseen items for held-out users, compare the model with baselines.
+"""The evaluate stage: rank held-out items for the model, other models and baselines, side by side.
 
-Protocol: for every user with test rows (or a seeded sample of `evaluate.max_users`),
-score every item the user has not interacted with in train, take the top K, and count
-the user's test items among them (metrics in `recbatch.metrics`). The trained model
-ranks by the raw dot of its exported factors (the activation is monotonic), exactly as
-the scoring engine does, through the same kernel (`recbatch.score.kernel.top_k_dot`).
-Baselines: popularity = number of train users per item, the same list for everyone;
-Spark ALS (implicit) factors when the caller passes them.
+Protocol "full" (default): for every user with test rows (or a seeded sample of
+`evaluate.max_users`), score every item the user has not interacted with in train, take
+the top K, count the user's test items among them (metrics in `recbatch.metrics`).
+Protocol "sampled": rank each user's test items among `evaluate.negatives` sampled unseen
+items per test item (the NCF paper's protocol); comparable with published tables but it
+can reorder models (Krichene & Rendle, KDD 2020), so the report warns.
+Dot models rank by the raw dot of their exported factors through the scoring kernel;
+mlp/neumf through their network (`recbatch.models.network_numpy`).
+Baselines: popularity (train users per item), popularity_recent (the last window_days of
+train) and Spark ALS factors when the caller passes them. `evaluate.extra_models` are
+trained here with the [train] settings and evaluated beside the main model.
 """
 
 from __future__ import annotations
@@ -17,41 +21,38 @@ from typing import Any
 import numpy as np
 
 from recbatch.config import Config
+from recbatch.diagnostics import long_tail, personalisation
 from recbatch.errors import DataError
 from recbatch.layout import RunLayout
 from recbatch.metrics import METRIC_NAMES, ranking_metrics
+from recbatch.models.network_numpy import NETWORK_FILE, load_network
+from recbatch.ranking import DotScorer, NetworkScorer, Scorer, group_items, rank_users, sample_candidates
 from recbatch.runs import write_json
-from recbatch.score.kernel import top_k_dot
 from recbatch.training.artifacts import read_factors, read_manifest
-from recbatch.training.data import check_range, read_pairs
+from recbatch.training.data import check_range, read_pairs, read_times
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "full ranking over unseen items"
+SAMPLED_PROTOCOL = "sampled ranking: each test item among {n} sampled unseen items"
+DAY = 86_400
 
-
-def group_items(users: np.ndarray, items: np.ndarray, num_users: int) -> list[np.ndarray]:
-    """Items per user index (a list of num_users arrays), from parallel user/item arrays."""
-    order = np.argsort(users, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=num_users))])
-    sorted_items = items[order]
-    return [sorted_items[bounds[u] : bounds[u + 1]] for u in range(num_users)]
-
-
-def rank_users(
-    user_vecs: np.ndarray, item_vecs: np.ndarray, k: int, seen: list[np.ndarray], block: int
-) -> np.ndarray:
-    """Top-k item indices per row of `user_vecs` (seen[r] excluded), in blocks of `block` users."""
-    ranked = np.full((len(user_vecs), k), -1, dtype=np.int64)
-    for start in range(0, len(user_vecs), block):
-        stop = start + block
-        ranked[start:stop], _ = top_k_dot(user_vecs[start:stop], item_vecs, k, seen=seen[start:stop])
-    return ranked
+__all__ = ["PROTOCOL", "format_metrics_table", "group_items", "item_popularity", "run_evaluate"]
 
 
 def item_popularity(train_items: np.ndarray, num_items: int) -> np.ndarray:
     """Number of train users per item (prepared splits hold one row per user and item)."""
     return np.bincount(train_items, minlength=num_items).astype(np.float32)
+
+
+def recent_popularity(
+    train_items: np.ndarray, train_ts: np.ndarray, num_items: int, window_days: int
+) -> np.ndarray:
+    """Train users per item within the last `window_days` of train; all-time counts break ties."""
+    recent = train_ts >= train_ts.max(initial=0) - window_days * DAY
+    counts = np.bincount(train_items[recent], minlength=num_items).astype(np.float64)
+    overall = np.bincount(train_items, minlength=num_items).astype(np.float64)
+    return (counts * (overall.max(initial=0) + 1) + overall).astype(np.float64)
 
 
 def sample_users(users: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
@@ -61,23 +62,54 @@ def sample_users(users: np.ndarray, max_users: int | None, seed: int) -> np.ndar
     return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
 
 
+def model_scorer_from_artifacts(layout: RunLayout, manifest: dict[str, Any]) -> Scorer:
+    """The trained model's scorer: factor dot products, or the network for mlp/neumf."""
+    user_matrix = read_factors(layout.user_factors, "user_idx")
+    item_matrix = read_factors(layout.item_factors, "item_idx")
+    if manifest.get("scoring") == "network":
+        path = layout.model_dir / NETWORK_FILE
+        if not path.is_file():
+            raise DataError(f"{path} not found for network model: re-run `recbatch train`")
+        return NetworkScorer(load_network(path), user_matrix, item_matrix)
+    return DotScorer(user_matrix, item_matrix)
+
+
+def _train_extra(config: Config, layout: RunLayout, name: str, num_users: int, num_items: int) -> Any:
+    from recbatch.train import configure_tf_threads, quiet_tensorflow
+
+    quiet_tensorflow()
+    configure_tf_threads()
+    from recbatch.training.loop import fit
+    from recbatch.training.validation import model_scorer
+
+    users, items = read_pairs(layout.train)
+    update: dict[str, Any] = {"model": name}
+    if config.train.loss == "softmax" and name in ("mlp", "neumf"):
+        # Sampled softmax needs a dot product; network models fall back to sampled-negative BCE.
+        update["loss"] = "bce"
+    cfg = config.train.model_copy(update=update)
+    log.info("evaluate: training extra model %s (%s loss)", name, cfg.loss)
+    result = fit(cfg, num_users, num_items, users, items, read_times(layout.train))
+    return model_scorer(result.model), result.history
+
+
 def run_evaluate(
     config: Config,
     layout: RunLayout,
     extra_factors: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the trained model and the baselines on the test split; write and return layout.metrics.
+    """Evaluate the trained model, extra models and baselines on the test split; write layout.metrics.
 
     `extra_factors` maps a baseline's name to its (user, item) factor matrices by dense
-    index (e.g. Spark ALS, trained by the caller that holds the SparkSession); they are
-    ranked by the same kernel on the same candidates.
+    index (e.g. Spark ALS, trained by the caller that holds the SparkSession).
     """
     ecfg = config.evaluate
     manifest = read_manifest(layout.model_manifest)
     model_name = str(manifest.get("model", config.train.model))
-    user_matrix = read_factors(layout.user_factors, "user_idx")
-    item_matrix = read_factors(layout.item_factors, "item_idx")
-    num_users, num_items = len(user_matrix), len(item_matrix)
+    main = model_scorer_from_artifacts(layout, manifest)
+    if isinstance(main, DotScorer):
+        main.block = config.score.user_block or 1024
+    num_users, num_items = main.shape
     for split in (layout.train, layout.test):
         if not split.exists():
             raise DataError(f"prepared split {split} not found: run `recbatch prepare` first")
@@ -97,18 +129,39 @@ def run_evaluate(
     seen = [seen_all[u] for u in users]
     relevant = [relevant_all[u] for u in users]
     ks = sorted(set(ecfg.ks) | {ecfg.primary_k})
+    popularity = item_popularity(train_i, num_items)
+    candidates = None
+    protocol = PROTOCOL
+    if ecfg.protocol == "sampled":
+        rng = np.random.default_rng(config.train.seed)
+        candidates = sample_candidates(relevant, seen, num_items, ecfg.negatives, rng)
+        protocol = SAMPLED_PROTOCOL.format(n=ecfg.negatives)
 
-    rankers: dict[str, tuple[np.ndarray, np.ndarray]] = {model_name: (user_matrix[users], item_matrix)}
+    scorers: dict[str, Scorer] = {model_name: main}
+    histories = {model_name: manifest.get("history", {})}
+    for name in ecfg.extra_models:
+        if name not in scorers:
+            scorers[name], histories[name] = _train_extra(config, layout, name, num_users, num_items)
+    block = config.score.user_block or 1024
+    ones = np.ones((num_users, 1), np.float32)
     if "popularity" in ecfg.baselines:
-        popularity = item_popularity(train_i, num_items)
-        rankers["popularity"] = (np.ones((len(users), 1), np.float32), popularity[:, None])
+        scorers["popularity"] = DotScorer(ones, popularity[:, None], block)
+    if "popularity_recent" in ecfg.baselines:
+        recent = recent_popularity(train_i, read_times(layout.train), num_items, ecfg.window_days)
+        scorers["popularity_recent"] = DotScorer(ones, recent[:, None].astype(np.float64), block)
     for name, (extra_users, extra_items) in (extra_factors or {}).items():
-        rankers[name] = (extra_users[users], extra_items)
+        scorers[name] = DotScorer(extra_users, extra_items, block)
+
     results: dict[str, dict[str, float]] = {}
-    for name, (user_vecs, item_vecs) in rankers.items():
-        ranked = rank_users(user_vecs, item_vecs, max(ks), seen, config.score.user_block)
-        results[name] = ranking_metrics(ranked, relevant, ks, num_items)
-        p = ecfg.primary_k
+    tails: dict[str, list[float]] = {}
+    personal: dict[str, dict[str, float]] = {}
+    p = ecfg.primary_k
+    for name, scorer in scorers.items():
+        ranked = rank_users(scorer, users, max(ks), seen, candidates)
+        results[name] = ranking_metrics(ranked, relevant, ks, num_items, popularity, num_users)
+        tails[name] = long_tail(ranked, p, popularity)
+        if name in histories:
+            personal[name] = personalisation(scorer, users, num_items, p, config.train.seed)
         log.info(
             "evaluate %s: hr@%d %.4f ndcg@%d %.4f",
             name,
@@ -120,15 +173,24 @@ def run_evaluate(
 
     metrics = {
         "k": ks,
-        "primary_k": ecfg.primary_k,
+        "primary_k": p,
         "model": model_name,
         "models": results,
+        "trained_models": list(histories),
         "users_evaluated": len(users),
         "users_with_test": len(with_test),
         "num_items": num_items,
-        "protocol": PROTOCOL,
+        "protocol": protocol,
+        "protocol_name": ecfg.protocol,
+        "long_tail": tails,
+        "personalisation": personal,
+        "histories": histories,
     }
     write_json(layout.metrics, metrics)
+    if ecfg.report:
+        from recbatch.report import write_report
+
+        write_report(metrics, layout.eval_dir)
     return metrics
 
 
@@ -136,7 +198,10 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
     """An aligned text table: one row per model or baseline, one column per metric at primary_k."""
     k = metrics["primary_k"]
     columns = [f"{name}@{k}" for name in METRIC_NAMES]
-    rows = [[name] + [f"{scores[c]:.4f}" for c in columns] for name, scores in metrics["models"].items()]
+    rows = [
+        [name] + [f"{scores[c]:.4f}" if c in scores else "-" for c in columns]
+        for name, scores in metrics["models"].items()
+    ]
     header = ["model", *columns]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 

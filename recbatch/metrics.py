@@ -13,7 +13,14 @@ R = |relevant| and m = min(R, K):
 - recall@K     sum(h_j) / R             (R, not m: a user with R > K cannot reach 1)
 - ndcg@K       sum(h_j / log2(j + 1)) / sum_{j=1..m} 1 / log2(j + 1)
 - map@K        sum_j h_j * precision@j / m
+- mrr@K        1 / rank of the first hit within K, else 0
 - coverage@K   distinct items ranked in the top K over all users / n_items (a catalogue property)
+
+Beyond accuracy (when the train popularity of items is given):
+
+- novelty@K          mean self-information -log2(pop_i / n_train_users) of recommended items
+                     (pop_i = train users of item i, at least 1), averaged over users
+- popularity_bias@K  share of recommended slots taken by the top 10% most popular items
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-METRIC_NAMES = ("hr", "ndcg", "precision", "recall", "map", "coverage")
+METRIC_NAMES = ("hr", "ndcg", "precision", "recall", "map", "mrr", "coverage")
+BEYOND_ACCURACY = ("novelty", "popularity_bias")
 
 
 def hits_matrix(ranked: np.ndarray, relevant: Sequence[np.ndarray], k: int) -> np.ndarray:
@@ -84,6 +92,41 @@ def mean_average_precision(hits: np.ndarray, n_relevant: np.ndarray) -> float:
     return float(((prec_at * h).sum(axis=1) / np.minimum(n_relevant, k)).mean())
 
 
+def reciprocal_rank(hits: np.ndarray) -> float:
+    """MRR@K: 1 / rank of the first relevant item in the top K (0 when none), averaged over users."""
+    first = np.argmax(hits, axis=1)
+    return float(np.where(hits.any(axis=1), 1.0 / (first + 1), 0.0).mean())
+
+
+def novelty(ranked: np.ndarray, k: int, popularity: np.ndarray, n_train_users: int) -> float:
+    """Mean self-information -log2(p_i) of each user's recommended items, p_i = pop_i / n_users."""
+    top = np.asarray(ranked)[:, :k]
+    info = -np.log2(np.maximum(popularity, 1.0) / max(n_train_users, 1))
+    valid = top >= 0
+    per_user = np.where(valid, info[np.where(valid, top, 0)], 0.0).sum(axis=1) / np.maximum(
+        valid.sum(axis=1), 1
+    )
+    return float(per_user.mean())
+
+
+def head_items(popularity: np.ndarray, share: float = 0.1) -> np.ndarray:
+    """Boolean mask of the ceil(share · n) most popular items (ties by lower index)."""
+    n = len(popularity)
+    order = np.lexsort((np.arange(n), -np.asarray(popularity, dtype=np.float64)))
+    mask = np.zeros(n, dtype=bool)
+    mask[order[: int(np.ceil(share * n))]] = True
+    return mask
+
+
+def popularity_bias(ranked: np.ndarray, k: int, popularity: np.ndarray) -> float:
+    """Share of (non-padding) recommended slots filled by the top 10% most popular items."""
+    top = np.asarray(ranked)[:, :k]
+    valid = top >= 0
+    if not valid.any():
+        return 0.0
+    return float(head_items(popularity)[top[valid]].mean())
+
+
 def coverage(ranked: np.ndarray, k: int, n_items: int) -> float:
     """Catalogue coverage@K: distinct items recommended in anyone's top K over n_items."""
     top = np.asarray(ranked)[:, :k]
@@ -91,9 +134,17 @@ def coverage(ranked: np.ndarray, k: int, n_items: int) -> float:
 
 
 def ranking_metrics(
-    ranked: np.ndarray, relevant: Sequence[np.ndarray], ks: Sequence[int], n_items: int
+    ranked: np.ndarray,
+    relevant: Sequence[np.ndarray],
+    ks: Sequence[int],
+    n_items: int,
+    popularity: np.ndarray | None = None,
+    n_train_users: int = 0,
 ) -> dict[str, float]:
-    """All metrics at every K in `ks`, keyed "<metric>@<K>" (e.g. "ndcg@10"), K ascending."""
+    """All metrics at every K in `ks`, keyed "<metric>@<K>" (e.g. "ndcg@10"), K ascending.
+
+    With `popularity` (train users per item) also novelty@K and popularity_bias@K.
+    """
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or len(ranked) == 0:
         raise ValueError("ranked must be a non-empty [users, K] array")
@@ -109,5 +160,9 @@ def ranking_metrics(
         out[f"precision@{k}"] = precision(hits)
         out[f"recall@{k}"] = recall(hits, n_rel)
         out[f"map@{k}"] = mean_average_precision(hits, n_rel)
+        out[f"mrr@{k}"] = reciprocal_rank(hits)
         out[f"coverage@{k}"] = coverage(ranked, k, n_items)
+        if popularity is not None:
+            out[f"novelty@{k}"] = novelty(ranked, k, popularity, n_train_users)
+            out[f"popularity_bias@{k}"] = popularity_bias(ranked, k, popularity)
     return out

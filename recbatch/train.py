@@ -2,13 +2,18 @@
 
 Artifacts (see RunLayout): model.keras, user/item factor Parquet files and manifest.json,
 written in that order; the manifest, last, marks a complete model.
+
+Manifest "scoring" says how to score: "dot" (act(user_factors · item_factors), the
+contract) or "network" (mlp, neumf): the factor files then hold the models' embedding
+rows and `network.npz` beside model.keras the dense weights, which
+`recbatch.models.network_numpy.network_logits` turns into exact scores (sigmoid applied
+for the published score); model.keras stays the source of truth.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 import numpy as np
@@ -18,14 +23,7 @@ from recbatch.errors import DataError
 from recbatch.layout import RunLayout
 from recbatch.runs import versions, write_json
 from recbatch.training.artifacts import data_fingerprint, write_factors
-from recbatch.training.data import (
-    NegativeSampler,
-    check_range,
-    count_rows,
-    make_dataset,
-    read_pairs,
-    require_prepared,
-)
+from recbatch.training.data import check_range, count_rows, read_pairs, read_times, require_prepared
 
 log = logging.getLogger(__name__)
 
@@ -63,60 +61,41 @@ def configure_tf_threads() -> None:
         pass  # the TF runtime is already initialised in this process; its pools stay as they are
 
 
-def _epoch_logger(model_name: str, epochs: int) -> Any:
-    import keras
-
-    class EpochLog(keras.callbacks.Callback):
-        """One log line per epoch instead of Keras's progress bar (readable in cron logs)."""
-
-        def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            values = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            seconds = time.perf_counter() - self._start
-            log.info("train %s: epoch %d/%d %s (%.1f s)", model_name, epoch + 1, epochs, values, seconds)
-
-    return EpochLog()
-
-
 def run_train(config: Config, layout: RunLayout) -> dict[str, Any]:
     """Train `config.train.model` on `layout.train`, write the model artifacts, return the manifest."""
     cfg = config.train
     require_prepared(layout)
     quiet_tensorflow()
     configure_tf_threads()
-    import keras
-
-    from recbatch.models.registry import build_model, scoring_factors
+    from recbatch.models.network_numpy import NETWORK_FILE, save_network
+    from recbatch.models.registry import is_network, scoring_factors
+    from recbatch.training.loop import fit
 
     num_users, num_items = count_rows(layout.user_vocab), count_rows(layout.item_vocab)
     users, items = read_pairs(layout.train)
     if len(users) == 0:
         raise DataError(f"the train split at {layout.train} is empty: check the input and `prepare` filters")
     check_range(users, items, num_users, num_items, layout.train)
+    last_ts = read_times(layout.train)
+    # Spark's row order within part files can change between runs of the same prepare (shuffle
+    # fetch order); a canonical order makes the model a function of the data alone.
+    order = np.lexsort((items, users))
+    users, items, last_ts = users[order], items[order], last_ts[order]
 
-    keras.utils.set_random_seed(cfg.seed)
     # The same seed must give the same model, whichever process (CLI, spark-submit) trains it.
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
-    sampler = NegativeSampler(users, items, num_items, cfg.negatives, np.random.default_rng(cfg.seed))
-    dataset = make_dataset(sampler, cfg.batch_size)
-    model = build_model(cfg.model, num_users, num_items, cfg)
     log.info(
-        "train %s: %d users, %d items, %d positives, %d examples per epoch",
+        "train %s (%s loss): %d users, %d items, %d positives",
         cfg.model,
+        cfg.loss,
         num_users,
         num_items,
         len(users),
-        sampler.examples_per_epoch(),
     )
-    start = time.perf_counter()
-    history = model.fit(
-        dataset, epochs=cfg.epochs, verbose=0, shuffle=False, callbacks=[_epoch_logger(cfg.model, cfg.epochs)]
-    )
-    train_seconds = time.perf_counter() - start
+    result = fit(cfg, num_users, num_items, users, items, last_ts)
+    model, train_seconds = result.model, result.seconds
 
     layout.model_dir.mkdir(parents=True, exist_ok=True)
     # A manifest left by an earlier run would vouch for the files being replaced now.
@@ -124,7 +103,17 @@ def run_train(config: Config, layout: RunLayout) -> dict[str, Any]:
     tmp_model = layout.model_file.with_name(".model.tmp.keras")
     model.save(tmp_model)
     os.replace(tmp_model, layout.model_file)
-    user_matrix, item_matrix, activation = scoring_factors(model)
+    network_file = layout.model_dir / NETWORK_FILE
+    network_file.unlink(missing_ok=True)
+    if is_network(model):
+        # Not a dot product: the factor files hold the embedding rows, and network.npz the
+        # dense weights; recbatch.models.network_numpy scores them exactly.
+        user_matrix, item_matrix = model.embedding_factors()
+        activation, scoring = "sigmoid", "network"
+        save_network(network_file, model.network_weights())
+    else:
+        user_matrix, item_matrix, activation = scoring_factors(model)
+        scoring = "dot"
     write_factors(layout.user_factors, "user_idx", user_matrix)
     write_factors(layout.item_factors, "item_idx", item_matrix)
 
@@ -138,10 +127,18 @@ def run_train(config: Config, layout: RunLayout) -> dict[str, Any]:
         "num_users": num_users,
         "num_items": num_items,
         "train_positives": len(users),
-        "examples_per_epoch": sampler.examples_per_epoch(),
+        "examples_per_epoch": {
+            "bce": len(users) * (1 + cfg.negatives),
+            "bpr": len(users) * cfg.negatives,
+        }.get(cfg.loss, len(users)),
         "factor_dim": int(user_matrix.shape[1]),
         "score_activation": activation,
-        "history": {name: [float(v) for v in values] for name, values in history.history.items()},
+        "scoring": scoring,
+        "network_weights": NETWORK_FILE if scoring == "network" else None,
+        "loss": cfg.loss,
+        "best_epoch": result.best_epoch,
+        "validation_ndcg": result.validation_ndcg,
+        "history": {name: [float(v) for v in values] for name, values in result.history.items()},
         "train_seconds": round(train_seconds, 3),
     }
     write_json(layout.model_manifest, manifest)

@@ -36,6 +36,23 @@ def test_als_baseline_is_reported_beside_the_model_and_beats_popularity(spark, t
     write_factors(layout.item_factors, "item_idx", np.ones((n_items, 1), np.float32))
     write_json(layout.model_manifest, {"model": "mf", "score_activation": "identity"})
     extra = {"als": als_factors(spark, layout.train, n_users, n_items, AlsConfig(rank=4, max_iter=10))}
-    metrics = run_evaluate(tiny_config(tmp_path, "mf"), layout, extra)
+    config = tiny_config(tmp_path, "mf")
+    config.evaluate.baselines = ["popularity", "als"]
+    config.evaluate.report = False
+    metrics = run_evaluate(config, layout, extra)
     assert set(metrics["models"]) == {"mf", "popularity", "als"}
     assert metrics["models"]["als"]["hr@10"] > metrics["models"]["popularity"]["hr@10"]
+
+
+def test_als_grid_picks_the_best_validation_point(spark, tmp_path):
+    from recbatch.als import grid, pick_params
+
+    data = clustered_data(n_users=40, n_items=30, per_user=8, seed=1)
+    layout = write_prepared(tmp_path, data)
+    params = AlsConfig(rank=4, max_iter=3, grid_reg=[0.05, 1e4], grid_alpha=[5.0])
+    assert [(p.rank, p.reg, p.alpha) for p in grid(params)] == [(4, 0.05, 5.0), (4, 1e4, 5.0)]
+    best, trials = pick_params(spark, layout.train, 40, 30, params)
+    assert len(trials) == 2 and best.reg == 0.05  # a huge regParam shrinks every factor to ~0
+    assert trials[0]["val_ndcg"] > trials[1]["val_ndcg"]
+    users, items = als_factors(spark, layout.train, 40, 30, params)
+    assert users.shape == (40, 4) and items.shape == (30, 4)

@@ -63,6 +63,8 @@ def test_evaluate_matches_naive_reference(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, "mf")
     config.evaluate.ks = [1, 3, 5]
     config.score.user_block = 7  # several blocks, the last one partial
+    config.evaluate.baselines = ["popularity"]
+    config.evaluate.report = False
 
     metrics = run_evaluate(config, layout)
 
@@ -101,8 +103,8 @@ def test_format_metrics_table() -> None:
     scores = {
         f"{m}@10": v
         for m, v in zip(
-            ("hr", "ndcg", "precision", "recall", "map", "coverage"),
-            (0.5, 0.25, 0.05, 0.5, 0.125, 1.0),
+            ("hr", "ndcg", "precision", "recall", "map", "mrr", "coverage"),
+            (0.5, 0.25, 0.05, 0.5, 0.125, 0.375, 1.0),
             strict=True,
         )
     }
@@ -115,9 +117,10 @@ def test_format_metrics_table() -> None:
         "precision@10",
         "recall@10",
         "map@10",
+        "mrr@10",
         "coverage@10",
     ]
-    assert lines[2].split() == ["mf", "0.5000", "0.2500", "0.0500", "0.5000", "0.1250", "1.0000"]
+    assert lines[2].split() == ["mf", "0.5000", "0.2500", "0.0500", "0.5000", "0.1250", "0.3750", "1.0000"]
     assert lines[3].split()[0] == "popularity" and lines[3].split()[1] == "0.2500"
     assert len({len(line) for line in lines}) == 1  # aligned: every line equally wide
 
@@ -140,3 +143,114 @@ def test_trained_mf_beats_popularity_and_seed_matches_it(tmp_path: Path) -> None
     assert mf["ndcg@10"] > popularity["ndcg@10"]
     assert abs(seed["hr@10"] - popularity["hr@10"]) <= 0.15
     assert seed["coverage@10"] <= popularity["coverage@10"] + 0.1
+
+
+def test_sampled_protocol_ranks_only_test_items_and_sampled_negatives(tmp_path: Path) -> None:
+    data = clustered_data(n_users=30, n_items=40, per_user=4, seed=2)
+    tr_u, tr_i, te_u, te_i, n_users, n_items = data
+    layout = write_prepared(tmp_path, data)
+    rng = np.random.default_rng(3)
+    write_model(layout, rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3)))
+    config = tiny_config(tmp_path, "mf")
+    config.evaluate.baselines = ["popularity"]
+    config.evaluate.report = False
+    full = run_evaluate(config, layout)
+    config.evaluate.protocol, config.evaluate.negatives = "sampled", 5
+    sampled = run_evaluate(config, layout)
+    assert sampled["protocol"] == "sampled ranking: each test item among 5 sampled unseen items"
+    # 1 test item + 5 negatives: a top-10 list holds all six, so every user is a hit.
+    assert (
+        sampled["models"]["mf"]["hr@10"] == 1.0
+        and sampled["models"]["mf"]["hr@5"] >= full["models"]["mf"]["hr@5"]
+    )
+    assert sampled["models"]["mf"]["coverage@10"] <= 30 * 6 / n_items
+
+    from recbatch.ranking import sample_candidates
+
+    seen = [tr_i[tr_u == u] for u in range(n_users)]
+    relevant = [te_i[te_u == u] for u in range(n_users)]
+    cands = sample_candidates(relevant, seen, n_items, 5, np.random.default_rng(0))
+    for rel, s, c in zip(relevant, seen, cands, strict=True):
+        assert len(c) == 6 and len(set(c.tolist())) == 6 and c[0] == rel[0]
+        assert not set(c[1:].tolist()) & (set(s.tolist()) | set(rel.tolist()))
+
+
+def test_recent_popularity_counts_only_the_window() -> None:
+    from recbatch.evaluate import recent_popularity
+
+    items = np.array([0, 0, 0, 1, 1, 2], np.int32)
+    day = 86_400
+    ts = np.array([0, 1, 2, 50, 50, 49], np.int64) * day
+    scores = recent_popularity(items, ts, 4, window_days=5)  # window: days 45..50
+    order = np.argsort(-scores, kind="stable").tolist()
+    assert order == [1, 2, 0, 3]  # item 0 is the most popular overall but not recently
+
+
+def test_network_model_is_ranked_through_its_network(tmp_path: Path) -> None:
+    import keras
+
+    from recbatch.train import run_train
+
+    data = clustered_data(n_users=30, n_items=16, per_user=4, seed=5)
+    tr_u, tr_i, te_u, te_i, n_users, n_items = data
+    layout = write_prepared(tmp_path, data)
+    config = tiny_config(tmp_path, "mlp", epochs=2, mlp_layers=[8, 4], validation=False)
+    config.evaluate.baselines = []
+    config.evaluate.report = False
+    run_train(config, layout)
+    metrics = run_evaluate(config, layout)
+    model = keras.saving.load_model(layout.model_file)
+    uu, ii = np.meshgrid(np.arange(n_users), np.arange(n_items), indexing="ij")
+    x = {"user_idx": uu.ravel().astype(np.int32), "item_idx": ii.ravel().astype(np.int32)}
+    scores = keras.ops.convert_to_numpy(model.logit(x)).reshape(n_users, n_items)
+    seen, relevant = as_sets(tr_u, tr_i, n_users), as_sets(te_u, te_i, n_users)
+    for k in metrics["k"]:
+        for key, value in naive_metrics(scores, seen, relevant, range(n_users), k).items():
+            # float32 network sums may order near-ties differently from Keras: allow one user.
+            assert metrics["models"]["mlp"][key] == pytest.approx(value, abs=1.0 / n_users + 1e-9), key
+
+
+def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> None:
+    from recbatch.train import run_train
+
+    layout = write_prepared(tmp_path)
+    config = tiny_config(tmp_path, "seed", epochs=3, validation=False)
+    config.evaluate.extra_models = ["mf"]
+    config.evaluate.baselines = ["popularity", "popularity_recent"]
+    run_train(config, layout)
+    metrics = run_evaluate(config, layout)
+    assert list(metrics["models"]) == ["seed", "mf", "popularity", "popularity_recent"]
+    assert metrics["trained_models"] == ["seed", "mf"]
+    personal = metrics["personalisation"]
+    assert (
+        personal["seed"]["kendall_tau"] == pytest.approx(1.0) and personal["seed"]["identical_top_k"] == 1.0
+    )
+    assert personal["mf"]["kendall_tau"] < 0.5 and personal["mf"]["identical_top_k"] < 0.5
+    for key in ("mrr@10", "novelty@10", "popularity_bias@10"):
+        assert key in metrics["models"]["mf"]
+    assert sum(metrics["long_tail"]["popularity"]) == pytest.approx(1.0)
+    for png in ("training_curves.png", "metric_bars.png", "recall_at_k.png", "long_tail.png"):
+        assert (layout.eval_dir / png).read_bytes()[:4] == b"\x89PNG", png
+    report = (layout.eval_dir / "report.md").read_text()
+    assert "| **mf** |" in report and "| popularity |" in report and "cannot personalise" in report
+    assert "![Long-tail coverage](long_tail.png)" in report and "Warning" not in report
+
+
+def test_report_warns_about_sampled_metrics_and_names_the_winner() -> None:
+    from recbatch.report import render_markdown
+
+    scores = {f"{m}@10": 0.1 for m in ("hr", "ndcg", "precision", "recall", "map", "mrr", "coverage")}
+    metrics = {
+        "k": [10],
+        "primary_k": 10,
+        "protocol": "sampled ranking: each test item among 99 sampled unseen items",
+        "protocol_name": "sampled",
+        "users_evaluated": 5,
+        "num_items": 9,
+        "trained_models": ["mf"],
+        "models": {"mf": scores, "als": {k: v / 2 for k, v in scores.items()}},
+    }
+    text = render_markdown(metrics, [])
+    assert "Warning: sampled protocol" in text and "Krichene & Rendle" in text
+    assert "**mf** (HR@10 0.1000, NDCG@10 0.1000); it beats Spark ALS" in text
+    assert "| **mf** | 0.1000" in text and "| als | 0.0500" in text

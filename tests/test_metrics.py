@@ -34,7 +34,8 @@ def test_hand_computed_at_4() -> None:
 def test_hand_computed_at_2_uses_only_first_columns() -> None:
     m = ranking_metrics(RANKED, RELEVANT, [2], n_items=10)
     # A: hit at rank 2 of [3, 1]; ideal DCG over min(3, 2) = 2 slots.  B: no hit in [2, 5].
-    assert set(m) == {"hr@2", "ndcg@2", "precision@2", "recall@2", "map@2", "coverage@2"}
+    assert set(m) == {"hr@2", "ndcg@2", "precision@2", "recall@2", "map@2", "mrr@2", "coverage@2"}
+    assert m["mrr@2"] == pytest.approx((1 / 2 + 0) / 2)
     assert m["hr@2"] == pytest.approx(1 / 2)
     assert m["precision@2"] == pytest.approx((1 / 2 + 0) / 2)
     assert m["recall@2"] == pytest.approx((1 / 3 + 0) / 2)
@@ -100,3 +101,20 @@ def test_matches_naive_reference_on_random_rankings() -> None:
     for k in (1, 5, 12):
         for key, value in naive(ranked, relevant, k, n_items).items():
             assert got[key] == pytest.approx(value), key
+
+
+def test_mrr_novelty_and_popularity_bias_by_hand() -> None:
+    # Train popularity of the ten items; 20 train users. Top 10% = item 0 (one item).
+    popularity = np.array([20, 10, 5, 5, 4, 2, 1, 1, 0, 0], dtype=np.float64)
+    m = ranking_metrics(RANKED, RELEVANT, [4], n_items=10, popularity=popularity, n_train_users=20)
+    assert m["mrr@4"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    info = -np.log2(np.maximum(popularity, 1) / 20)
+    novelty_a = (info[3] + info[1] + info[7]) / 3  # the pad is not a recommendation
+    novelty_b = (info[2] + info[5] + info[9] + info[4]) / 4
+    assert m["novelty@4"] == pytest.approx((novelty_a + novelty_b) / 2)
+    assert m["popularity_bias@4"] == 0.0  # item 0 is never recommended
+    head = ranking_metrics(
+        np.array([[0, 1], [2, 0]]), [np.array([1]), np.array([0])], [2], 10, popularity, 20
+    )
+    assert head["popularity_bias@2"] == pytest.approx(2 / 4)
+    assert head["mrr@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)

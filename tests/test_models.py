@@ -13,7 +13,11 @@ from recbatch.config import MODEL_NAMES, TrainConfig  # noqa: E402
 from recbatch.models import registry  # noqa: E402
 
 N_USERS, N_ITEMS = 5, 7
-CFG = TrainConfig(embedding_dim=4, learning_rate=0.05, l2=0.01, seed=1)
+CFG = TrainConfig(
+    embedding_dim=4, learning_rate=0.05, l2=0.01, seed=1, mlp_layers=[8, 4], tower_layers=[6, 3]
+)
+NETWORK = ("mlp", "neumf")
+DOT = tuple(m for m in MODEL_NAMES if m not in NETWORK)
 
 
 def all_pairs() -> dict[str, np.ndarray]:
@@ -58,7 +62,7 @@ def test_unknown_model_name() -> None:
         registry.build_model("nope", 3, 3, CFG)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", DOT)
 def test_scoring_factors_reproduce_predictions_on_all_pairs(name: str) -> None:
     model = trained(name)
     x = all_pairs()
@@ -82,10 +86,85 @@ def test_save_load_gives_identical_predictions(name: str, tmp_path: Path) -> Non
     assert loaded.get_config() == model.get_config()
     x = all_pairs()
     np.testing.assert_array_equal(predict(loaded, x), predict(model, x))
+    if name in NETWORK:
+        for key, value in model.network_weights().items():
+            np.testing.assert_array_equal(loaded.network_weights()[key], value)
+        return
     u1, v1, _ = registry.scoring_factors(model)
     u2, v2, _ = registry.scoring_factors(loaded)
     np.testing.assert_array_equal(u1, u2)
     np.testing.assert_array_equal(v1, v2)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_logit_is_the_pre_sigmoid_output_and_penalty_is_batch_l2(name: str) -> None:
+    model = trained(name)
+    x = all_pairs()
+    logits = keras.ops.convert_to_numpy(model.logit(x))
+    assert logits.shape == (N_USERS * N_ITEMS,)
+    np.testing.assert_allclose(sigmoid(logits.astype(np.float64)), predict(model, x)[:, 0], atol=1e-6)
+    penalty = keras.ops.convert_to_numpy(model.penalty(x["user_idx"], x["item_idx"]))
+    assert penalty.shape == (N_USERS * N_ITEMS,) and (penalty > 0).all()
+
+
+@pytest.mark.parametrize("name", NETWORK)
+def test_network_models_score_exactly_in_numpy(name: str) -> None:
+    """The exported embedding rows and dense weights reproduce the Keras logits without TensorFlow."""
+    from recbatch.models.network_numpy import network_logits
+
+    model = trained(name)
+    with pytest.raises(TypeError, match="no dot-product"):
+        registry.scoring_factors(model)
+    assert registry.is_network(model)
+    users, items = model.embedding_factors()
+    dim = CFG.embedding_dim * (2 if name == "neumf" else 1)
+    assert users.shape == (N_USERS, dim) and items.shape == (N_ITEMS, dim)
+    expected = keras.ops.convert_to_numpy(model.logit(all_pairs())).reshape(N_USERS, N_ITEMS)
+    got = network_logits(model.network_weights(), users, items)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert expected.std() > 1e-3
+    # A sub-block of users against a subset of items gives the same numbers.
+    np.testing.assert_allclose(
+        network_logits(model.network_weights(), users[1:3], items[2:5]), got[1:3, 2:5], atol=1e-6
+    )
+
+
+def test_gmf_is_weighted_elementwise_product() -> None:
+    model = trained("gmf")
+    p, q = model.user_embed.embeddings.numpy(), model.item_embed.embeddings.numpy()
+    h, b = model.out.kernel.numpy()[:, 0], model.out.bias.numpy()[0]
+    x = all_pairs()
+    u, i = x["user_idx"], x["item_idx"]
+    np.testing.assert_allclose(predict(model, x)[:, 0], sigmoid((p[u] * q[i] * h).sum(axis=1) + b), atol=1e-6)
+
+
+def test_two_tower_towers_apply_relu_then_a_linear_layer() -> None:
+    model = trained("two_tower")
+    assert model.tower_layers == [6, 3]
+
+    def tower(emb, layers):
+        x = emb
+        for n, layer in enumerate(layers):
+            x = x @ layer.kernel.numpy() + layer.bias.numpy()
+            x = x if n == len(layers) - 1 else np.maximum(x, 0)
+        return x
+
+    users = tower(model.user_embed.embeddings.numpy(), model.user_tower)
+    items = tower(model.item_embed.embeddings.numpy(), model.item_tower)
+    expected = sigmoid(users @ items.T)
+    np.testing.assert_allclose(predict(model, all_pairs()).reshape(N_USERS, N_ITEMS), expected, atol=1e-5)
+
+
+def test_neumf_pretraining_copies_gmf_and_mlp_and_halves_the_output() -> None:
+    gmf, mlp = trained("gmf"), trained("mlp")
+    neumf = registry.build_model("neumf", N_USERS, N_ITEMS, CFG)
+    neumf.load_pretrained(gmf, mlp, alpha=0.5)
+    x = all_pairs()
+    gmf_logit = keras.ops.convert_to_numpy(gmf.logit(x))
+    mlp_logit = keras.ops.convert_to_numpy(mlp.logit(x))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(neumf.logit(x)), 0.5 * gmf_logit + 0.5 * mlp_logit, atol=1e-5
+    )
 
 
 def test_seed_is_the_classic_concat_dense_network() -> None:

@@ -111,7 +111,7 @@ def test_run_train_writes_consistent_artifacts(tmp_path: Path, caplog: pytest.Lo
     from recbatch.training.artifacts import read_factors
 
     layout = write_prepared(tmp_path)
-    config = tiny_config(tmp_path, "mf", epochs=3)
+    config = tiny_config(tmp_path, "mf", epochs=3, validation=False)
     with caplog.at_level(logging.INFO, logger="recbatch.train"):
         manifest = run_train(config, layout)
 
@@ -122,6 +122,7 @@ def test_run_train_writes_consistent_artifacts(tmp_path: Path, caplog: pytest.Lo
     assert (manifest["num_users"], manifest["num_items"]) == (60, 40)
     assert manifest["train_positives"] == 60 * 8 and manifest["examples_per_epoch"] == 60 * 8 * 5
     assert manifest["factor_dim"] == 4 + 2 and manifest["score_activation"] == "sigmoid"
+    assert manifest["scoring"] == "dot" and manifest["loss"] == "bce" and manifest["best_epoch"] == 3
     assert len(manifest["history"]["loss"]) == 3
     assert manifest["history"]["loss"][-1] < manifest["history"]["loss"][0]
     assert set(manifest["versions"]) >= {"python", "tensorflow", "keras", "numpy"}
@@ -153,3 +154,124 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
     assert m1["data_fingerprint"] == m2["data_fingerprint"]
     assert m1["history"]["loss"] == pytest.approx(m2["history"]["loss"], rel=1e-6)
     np.testing.assert_allclose(f1, f2, atol=1e-6)
+
+
+def test_popularity_negatives_follow_count_to_the_alpha() -> None:
+    from recbatch.training.data import NegativeSampler, popularity_weights
+
+    items = np.array([0] * 9 + [1] * 4 + [2], np.int32)
+    probs = popularity_weights(items, 4, alpha=0.5)  # counts 9, 4, 1, (0 -> 1)
+    np.testing.assert_allclose(probs, np.array([3, 2, 1, 1]) / 7)
+    sampler = NegativeSampler(
+        np.array([0], np.int32), np.array([3], np.int32), 4, 70_000, np.random.default_rng(2), probs
+    )
+    _, neg_items, labels = sampler.sample()
+    counts = np.bincount(neg_items[labels == 0], minlength=4)
+    assert counts[3] == 0  # the user's positive is never a negative
+    np.testing.assert_allclose(counts[:3] / 70_000, [0.5, 1 / 3, 1 / 6], atol=0.01)
+    users, pos, neg = sampler.pairs()
+    assert len(users) == 70_000 and (pos == 3).all() and not (neg == 3).any()
+
+
+def test_validation_split_holds_out_each_users_latest_train_item() -> None:
+    from recbatch.training.validation import carve_validation
+
+    users = np.array([0, 0, 0, 1, 2, 2], np.int32)
+    items = np.array([5, 6, 7, 1, 3, 4], np.int32)
+    ts = np.array([30, 10, 30, 5, 1, 2], np.int64)
+    split = carve_validation(users, items, ts, num_users=3)
+    # user 0: items 5 and 7 tie at t=30, the higher item index goes; user 1 keeps its only item.
+    assert sorted(zip(split.val_users.tolist(), split.val_items.tolist(), strict=True)) == [(0, 7), (2, 4)]
+    assert sorted(zip(split.fit_users.tolist(), split.fit_items.tolist(), strict=True)) == [
+        (0, 5),
+        (0, 6),
+        (1, 1),
+        (2, 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "loss"),
+    [("mf", "bpr"), ("two_tower", "softmax"), ("gmf", "bce"), ("neumf", "bce")],
+)
+def test_every_loss_learns_the_clusters(tmp_path: Path, model: str, loss: str) -> None:
+    """Validation NDCG of the carved split must beat a popularity ranking by a margin."""
+    from recbatch.evaluate import item_popularity
+    from recbatch.ranking import DotScorer
+    from recbatch.training.loop import fit
+    from recbatch.training.validation import carve_validation, scorer_ndcg
+
+    tr_u, tr_i, _, _, n_users, n_items = clustered_data()
+    ts = np.arange(len(tr_u), dtype=np.int64)
+    cfg = tiny_config(tmp_path, model, loss=loss, epochs=8, patience=8, refit=False, batch_size=32).train
+    result = fit(cfg, n_users, n_items, tr_u, tr_i, ts)
+    split = carve_validation(tr_u, tr_i, ts, n_users)
+
+    pop = item_popularity(split.fit_items, n_items)[:, None]
+    popular = scorer_ndcg(DotScorer(np.ones((n_users, 1), np.float32), pop), split, n_users, 10)
+    assert result.validation_ndcg == pytest.approx(max(result.history["val_ndcg"]))
+    assert result.validation_ndcg >= popular + 0.1, (result.validation_ndcg, popular)
+
+
+def test_early_stopping_and_refit(tmp_path: Path) -> None:
+    from recbatch.training.loop import fit
+
+    tr_u, tr_i, _, _, n_users, n_items = clustered_data()
+    ts = np.arange(len(tr_u), dtype=np.int64)
+    # A learning rate this high overfits in a few epochs: validation NDCG peaks early.
+    cfg = tiny_config(tmp_path, "mf", epochs=30, patience=2, learning_rate=0.3, l2=0.0).train
+    result = fit(cfg, n_users, n_items, tr_u, tr_i, ts)
+    val = result.history["val_ndcg"]
+    assert len(val) < 30 and len(val) == result.best_epoch + 2
+    assert val[result.best_epoch - 1] == max(val) == result.validation_ndcg
+    assert len(result.history["refit_loss"]) == result.best_epoch
+
+
+def test_network_model_artifacts_score_like_the_model(tmp_path: Path) -> None:
+    import keras
+
+    from recbatch.models.network_numpy import load_network, network_logits
+    from recbatch.train import run_train
+    from recbatch.training.artifacts import read_factors
+
+    layout = write_prepared(tmp_path)
+    manifest = run_train(tiny_config(tmp_path, "neumf", epochs=2, mlp_layers=[8]), layout)
+    assert manifest["scoring"] == "network" and manifest["network_weights"] == "network.npz"
+    users = read_factors(layout.user_factors, "user_idx")
+    items = read_factors(layout.item_factors, "item_idx")
+    assert users.shape == (60, 8) and items.shape == (40, 8)
+    model = keras.saving.load_model(layout.model_file)
+    uu, ii = np.meshgrid(np.arange(60), np.arange(40), indexing="ij")
+    x = {"user_idx": uu.ravel().astype(np.int32), "item_idx": ii.ravel().astype(np.int32)}
+    expected = keras.ops.convert_to_numpy(model.logit(x)).reshape(60, 40)
+    got = network_logits(load_network(layout.model_dir / "network.npz"), users, items)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_softmax_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from recbatch.training.loop import fit
+
+    tf.config.experimental.enable_op_determinism()
+    tr_u, tr_i, _, _, n_users, n_items = clustered_data()
+    ts = np.arange(len(tr_u), dtype=np.int64)
+    cfg = tiny_config(tmp_path, "mf", loss="softmax", epochs=3, batch_size=32).train
+    first, second = (fit(cfg, n_users, n_items, tr_u, tr_i, ts) for _ in range(2))
+    assert first.history == second.history
+    np.testing.assert_array_equal(first.model.scoring_factors()[1], second.model.scoring_factors()[1])
+
+
+def test_neumf_pretraining_path_trains_gmf_and_mlp_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from recbatch.training.loop import fit
+
+    tr_u, tr_i, _, _, n_users, n_items = clustered_data()
+    ts = np.arange(len(tr_u), dtype=np.int64)
+    cfg = tiny_config(tmp_path, "neumf", epochs=2, pretrain=True, refit=False, mlp_layers=[8]).train
+    with caplog.at_level(logging.INFO, logger="recbatch.train"):
+        result = fit(cfg, n_users, n_items, tr_u, tr_i, ts)
+    trained = {r.getMessage().split(":")[0] for r in caplog.records if "epoch" in r.getMessage()}
+    assert trained == {"train gmf", "train mlp", "train neumf"}
+    assert result.model.name == "neumf" and len(result.history["val_ndcg"]) == 2

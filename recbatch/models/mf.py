@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
+from recbatch.models.common import row_norms
 
 SCORE_ACTIVATION = "sigmoid"
 
@@ -56,20 +57,29 @@ class MFModel(keras.Model):
 
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
         users, items = inputs["user_idx"], inputs["item_idx"]
-        p = self.user_embed(users)
-        q = self.item_embed(items)
         if training and self.l2 > 0.0:
-            penalty = keras.ops.sum(keras.ops.square(p), axis=-1) + keras.ops.sum(
-                keras.ops.square(q), axis=-1
-            )
-            self.add_loss(self.l2 * keras.ops.mean(penalty))
-        logit = (
-            keras.ops.sum(p * q, axis=-1, keepdims=True)
-            + self.user_bias(users)
-            + self.item_bias(items)
-            + self.global_bias
-        )
-        return keras.ops.sigmoid(logit)
+            self.add_loss(self.l2 * keras.ops.mean(self.penalty(users, items)))
+        return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs), -1))
+
+    def user_vectors(self, users: Any, training: bool | None = None) -> Any:
+        """[p_u, b_u, 1] per user: the user half of the logit's dot product."""
+        b = self.user_bias(users)
+        return keras.ops.concatenate([self.user_embed(users), b, keras.ops.ones_like(b)], axis=-1)
+
+    def item_vectors(self, items: Any, training: bool | None = None) -> Any:
+        """[q_i, 1, b_i + g] per item: the item half of the logit's dot product."""
+        b = self.item_bias(items) + self.global_bias
+        return keras.ops.concatenate([self.item_embed(items), keras.ops.ones_like(b), b], axis=-1)
+
+    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        """p_u·q_i + b_u + b_i + g, shape (batch,)."""
+        u = self.user_vectors(inputs["user_idx"])
+        v = self.item_vectors(inputs["item_idx"])
+        return keras.ops.sum(u * v, axis=-1)
+
+    def penalty(self, users: Any, items: Any) -> Any:
+        """|p_u|^2 + |q_i|^2 per example (biases are not shrunk)."""
+        return row_norms(self.user_embed(users), self.item_embed(items))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

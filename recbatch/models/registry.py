@@ -12,15 +12,26 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
+from recbatch.models.gmf import build_gmf
 from recbatch.models.mf import build_mf
+from recbatch.models.mlp import build_mlp
+from recbatch.models.neumf import build_neumf
 from recbatch.models.seed import build_seed
+from recbatch.models.two_tower import build_two_tower
 
 Builder = Callable[[int, int, TrainConfig], keras.Model]
 
 MODELS: dict[str, Builder] = {
     "seed": build_seed,
     "mf": build_mf,
+    "gmf": build_gmf,
+    "mlp": build_mlp,
+    "neumf": build_neumf,
+    "two_tower": build_two_tower,
 }
+
+# Models whose score is not a dot product: scored through their network (see network_numpy).
+NETWORK_MODELS = ("mlp", "neumf")
 
 
 def names() -> list[str]:
@@ -37,9 +48,17 @@ def build_model(name: str, num_users: int, num_items: int, cfg: TrainConfig) -> 
     return builder(num_users, num_items, cfg)
 
 
+def is_network(model: keras.Model) -> bool:
+    """True for models scored through their network (no exact dot-product factors)."""
+    return hasattr(model, "network_weights")
+
+
 def scoring_factors(model: keras.Model) -> tuple[np.ndarray, np.ndarray, str]:
     """(user_matrix, item_matrix, activation) with act(U @ V.T) equal to the model's predictions."""
     factors = getattr(model, "scoring_factors", None)
     if factors is None:
-        raise TypeError(f"{type(model).__name__} is not a recbatch model (it has no scoring_factors())")
+        raise TypeError(
+            f"{type(model).__name__} has no dot-product scoring_factors(); "
+            "network models export embedding_factors() and network_weights()"
+        )
     return factors()

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
+from recbatch.models.common import row_norms
 
 SCORE_ACTIVATION = "sigmoid"
 
@@ -49,6 +50,29 @@ class SeedModel(keras.Model):
         user = self.user_embed(inputs["user_idx"])
         item = self.item_embed(inputs["item_idx"])
         return self.dense(self.flatten(self.concat([user, item])))
+
+    def user_vectors(self, users: Any, training: bool | None = None) -> Any:
+        """[a_u + c, 1]: the user term of the (separable) logit."""
+        a = (
+            keras.ops.matmul(self.user_embed(users), self.dense.kernel[: self.embedding_dim])
+            + self.dense.bias
+        )
+        return keras.ops.concatenate([a, keras.ops.ones_like(a)], axis=-1)
+
+    def item_vectors(self, items: Any, training: bool | None = None) -> Any:
+        """[1, b_i]: the item term of the logit."""
+        b = keras.ops.matmul(self.item_embed(items), self.dense.kernel[self.embedding_dim :])
+        return keras.ops.concatenate([keras.ops.ones_like(b), b], axis=-1)
+
+    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        """a_u + b_i + c, shape (batch,): the pre-sigmoid output of the dense unit."""
+        u = self.user_vectors(inputs["user_idx"])
+        v = self.item_vectors(inputs["item_idx"])
+        return keras.ops.sum(u * v, axis=-1)
+
+    def penalty(self, users: Any, items: Any) -> Any:
+        """|e_u|^2 + |e_i|^2 per example."""
+        return row_norms(self.user_embed(users), self.item_embed(items))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

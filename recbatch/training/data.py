@@ -1,23 +1,20 @@
 """Prepared data for training and evaluation, negative sampling and the tf.data input.
 
-Training reads only the (user_idx, item_idx) columns of the prepared Parquet with
-pyarrow into two int32 arrays (8 bytes per positive); no pandas frame is built. Every
-epoch draws fresh negatives, so the tf.data pipeline is a generator over numpy batches.
+Training reads only the (user_idx, item_idx, last_ts) columns of the prepared Parquet with
+pyarrow into numpy arrays (16 bytes per positive); no pandas frame is built. Every epoch
+draws fresh negatives; the loop (`recbatch.training.loop`) feeds numpy batches to one
+compiled TensorFlow step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from recbatch.errors import DataError
 from recbatch.layout import RunLayout
-
-if TYPE_CHECKING:
-    import tensorflow as tf
 
 # Rounds of redrawing negatives that hit a known positive; the few left after that (only
 # users who have seen nearly every item) are kept as label-0 examples.
@@ -82,22 +79,69 @@ def check_range(users: np.ndarray, items: np.ndarray, num_users: int, num_items:
             )
 
 
-class NegativeSampler:
-    """Per epoch: every positive plus `negatives` items drawn uniformly among the user's unseen items.
+def read_times(path: Path) -> np.ndarray:
+    """The last_ts column of a prepared split (row order as `read_pairs`); zeros when absent."""
+    dataset = _dataset(path)
+    if "last_ts" not in dataset.schema.names:
+        return np.zeros(count_rows(path), dtype=np.int64)
+    return dataset.to_table(columns=["last_ts"]).column("last_ts").to_numpy().astype(np.int64)
 
-    Draws are uniform over the catalogue and redrawn while they hit one of the user's
-    positives, which equals uniform sampling over unseen items.
+
+def popularity_weights(items: np.ndarray, num_items: int, alpha: float) -> np.ndarray:
+    """Sampling probabilities ∝ (train count)^alpha, every item at least count 1."""
+    counts = np.maximum(np.bincount(items, minlength=num_items), 1).astype(np.float64)
+    weights = counts**alpha
+    return weights / weights.sum()
+
+
+class NegativeSampler:
+    """Per epoch: every positive plus `negatives` items drawn among the user's unseen items.
+
+    Draws follow `probs` over the catalogue (uniform when None) and are redrawn while they
+    hit one of the user's positives, which equals sampling over unseen items only.
     """
 
     def __init__(
-        self, users: np.ndarray, items: np.ndarray, num_items: int, negatives: int, rng: np.random.Generator
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        num_items: int,
+        negatives: int,
+        rng: np.random.Generator,
+        probs: np.ndarray | None = None,
     ) -> None:
         self.users = np.asarray(users, dtype=np.int32)
         self.items = np.asarray(items, dtype=np.int32)
         self.num_items = int(num_items)
         self.negatives = int(negatives)
         self.rng = rng
+        self._cdf = None if probs is None else np.cumsum(np.asarray(probs, dtype=np.float64))
         self._positive_keys = np.unique(self.users.astype(np.int64) * self.num_items + self.items)
+
+    def _items(self, n: int) -> np.ndarray:
+        if self._cdf is None:
+            return self.rng.integers(0, self.num_items, size=n, dtype=np.int32)
+        draws = np.searchsorted(self._cdf, self.rng.random(n) * self._cdf[-1], side="right")
+        return np.minimum(draws, self.num_items - 1).astype(np.int32)
+
+    def negatives_for(self, users: np.ndarray) -> np.ndarray:
+        """One negative item per entry of `users`, avoiding each user's positives."""
+        neg_items = self._items(len(users))
+        clash = np.flatnonzero(self._is_positive(users, neg_items))
+        for _ in range(_REDRAW_ROUNDS):
+            if not len(clash):
+                break
+            neg_items[clash] = self._items(len(clash))
+            clash = clash[self._is_positive(users[clash], neg_items[clash])]
+        return neg_items
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One epoch of shuffled BPR triples (user, positive, negative), `negatives` per positive."""
+        users = np.repeat(self.users, self.negatives)
+        pos = np.repeat(self.items, self.negatives)
+        neg = self.negatives_for(users)
+        order = self.rng.permutation(len(users))
+        return users[order], pos[order], neg[order]
 
     def _is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         keys = users.astype(np.int64) * self.num_items + items
@@ -108,13 +152,7 @@ class NegativeSampler:
     def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One epoch of shuffled (users, items, labels): positives labelled 1, negatives 0."""
         neg_users = np.repeat(self.users, self.negatives)
-        neg_items = self.rng.integers(0, self.num_items, size=len(neg_users), dtype=np.int32)
-        clash = np.flatnonzero(self._is_positive(neg_users, neg_items))
-        for _ in range(_REDRAW_ROUNDS):
-            if not len(clash):
-                break
-            neg_items[clash] = self.rng.integers(0, self.num_items, size=len(clash), dtype=np.int32)
-            clash = clash[self._is_positive(neg_users[clash], neg_items[clash])]
+        neg_items = self.negatives_for(neg_users)
         users = np.concatenate([self.users, neg_users])
         items = np.concatenate([self.items, neg_items])
         labels = np.concatenate([np.ones(len(self.users), np.float32), np.zeros(len(neg_users), np.float32)])
@@ -124,25 +162,3 @@ class NegativeSampler:
     def examples_per_epoch(self) -> int:
         """Positives plus negatives in one epoch."""
         return len(self.users) * (1 + self.negatives)
-
-
-def make_dataset(sampler: NegativeSampler, batch_size: int) -> tf.data.Dataset:
-    """A tf.data pipeline of ({"user_idx", "item_idx"}, label) batches with fresh negatives each epoch."""
-    import tensorflow as tf
-
-    def batches() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
-        users, items, labels = sampler.sample()
-        for start in range(0, len(labels), batch_size):
-            stop = start + batch_size
-            yield {"user_idx": users[start:stop], "item_idx": items[start:stop]}, labels[start:stop]
-
-    signature = (
-        {
-            "user_idx": tf.TensorSpec(shape=(None,), dtype=tf.int32),
-            "item_idx": tf.TensorSpec(shape=(None,), dtype=tf.int32),
-        },
-        tf.TensorSpec(shape=(None,), dtype=tf.float32),
-    )
-    steps = -(-sampler.examples_per_epoch() // batch_size)
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)

@@ -1,0 +1,66 @@
+"""Pieces shared by the models: L2 of a batch's embedding rows, dense towers, numpy export.
+
+Every model in this package offers the same small interface to the trainer and evaluator:
+
+- ``logit(inputs, training)``: the raw score, shape (batch,); ``call`` is its sigmoid.
+- ``penalty(users, items)``: per-example sum of squares of the embedding rows it used, so
+  the trainer applies ``l2 * mean(penalty)`` whatever the loss.
+- dot-product models also offer ``user_vectors(users)`` / ``item_vectors(items)`` with
+  ``logit = dot(user_vectors, item_vectors)`` (sampled softmax needs them) and
+  ``scoring_factors()``; network models (mlp, neumf) offer ``embedding_factors()`` and
+  ``score_block(user_rows, item_rows)`` instead (see `recbatch.models.network`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+
+def row_norms(*rows: Any) -> Any:
+    """Sum over the last axis of squares, added up over the given (batch, dim) tensors."""
+    total = 0.0
+    for r in rows:
+        total = total + keras.ops.sum(keras.ops.square(r), axis=-1)
+    return total
+
+
+def to_numpy(var: Any) -> np.ndarray:
+    """A variable or tensor as a float32 numpy array."""
+    return keras.ops.convert_to_numpy(var).astype(np.float32)
+
+
+def embedding(rows: int, dim: int, name: str, stddev: float = 0.05) -> keras.layers.Embedding:
+    """An embedding table with small normal initial rows (the dot starts near zero)."""
+    init = keras.initializers.RandomNormal(stddev=stddev)
+    return keras.layers.Embedding(rows, dim, embeddings_initializer=init, name=name)
+
+
+def dense_tower(sizes: list[int], name: str, last_linear: bool = False) -> list[keras.layers.Dense]:
+    """ReLU dense layers of the given widths (the last one linear when `last_linear`)."""
+    layers = []
+    for n, width in enumerate(sizes):
+        linear = last_linear and n == len(sizes) - 1
+        layers.append(keras.layers.Dense(width, activation=None if linear else "relu", name=f"{name}_{n}"))
+    return layers
+
+
+def build_tower(layers: list[keras.layers.Dense], input_dim: int) -> int:
+    """Build the layers eagerly for `input_dim` inputs; returns the output width."""
+    width = input_dim
+    for layer in layers:
+        layer.build((None, width))
+        width = layer.units
+    return width
+
+
+def apply_tower(layers: list[keras.layers.Dense], x: Any) -> Any:
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def all_indices(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int32)

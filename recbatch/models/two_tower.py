@@ -1,0 +1,99 @@
+"""Two towers: a user tower and an item tower (embedding, then optional dense layers), whose
+output vectors meet in a dot product. Meant for in-batch sampled softmax with logQ
+correction (`train.loss = "softmax"`, Yi et al., RecSys 2019), but trains with any loss.
+
+    logit(u, i) = tower_u(e_u) · tower_i(e_i)
+
+Towers run once per user and once per item at export, so scoring stays one matrix multiply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from recbatch.config import TrainConfig
+from recbatch.models.common import (
+    all_indices,
+    apply_tower,
+    build_tower,
+    dense_tower,
+    embedding,
+    row_norms,
+    to_numpy,
+)
+
+SCORE_ACTIVATION = "sigmoid"
+
+
+@keras.saving.register_keras_serializable(package="recbatch")
+class TwoTowerModel(keras.Model):
+    """Embedding → Dense(ReLU)… → Dense(linear) per side; the logit is their dot product."""
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int,
+        tower_layers: list[int] | tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.embedding_dim = int(embedding_dim)
+        self.tower_layers = [int(n) for n in tower_layers]
+        self.user_embed = embedding(self.num_users, self.embedding_dim, "user_embedding")
+        self.item_embed = embedding(self.num_items, self.embedding_dim, "item_embedding")
+        self.user_tower = dense_tower(self.tower_layers, "user_tower", last_linear=True)
+        self.item_tower = dense_tower(self.tower_layers, "item_tower", last_linear=True)
+
+    def build(self, input_shape: Any = None) -> None:
+        self.user_embed.build((None,))
+        self.item_embed.build((None,))
+        build_tower(self.user_tower, self.embedding_dim)
+        build_tower(self.item_tower, self.embedding_dim)
+        self.built = True
+
+    def user_vectors(self, users: Any, training: bool | None = None) -> Any:
+        return apply_tower(self.user_tower, self.user_embed(users))
+
+    def item_vectors(self, items: Any, training: bool | None = None) -> Any:
+        return apply_tower(self.item_tower, self.item_embed(items))
+
+    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        u = self.user_vectors(inputs["user_idx"])
+        v = self.item_vectors(inputs["item_idx"])
+        return keras.ops.sum(u * v, axis=-1)
+
+    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs), -1))
+
+    def penalty(self, users: Any, items: Any) -> Any:
+        return row_norms(self.user_embed(users), self.item_embed(items))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            num_users=self.num_users,
+            num_items=self.num_items,
+            embedding_dim=self.embedding_dim,
+            tower_layers=list(self.tower_layers),
+        )
+        return config
+
+    def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """Tower outputs of every user and every item; sigmoid of their dot is the prediction."""
+        users = to_numpy(self.user_vectors(all_indices(self.num_users)))
+        items = to_numpy(self.item_vectors(all_indices(self.num_items)))
+        return users, items, SCORE_ACTIVATION
+
+
+def build_two_tower(num_users: int, num_items: int, cfg: TrainConfig) -> TwoTowerModel:
+    """A compiled two-tower model (binary cross-entropy for `fit`; the trainer picks cfg.loss)."""
+    model = TwoTowerModel(num_users, num_items, cfg.embedding_dim, cfg.tower_layers, name="two_tower")
+    model.build()
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
+    return model
