@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install check-java demo test lint format bench clean
+.PHONY: help install check-java demo test lint format bench bench-prepare clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,8 +52,18 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix recbatch jobs tests
 	$(BIN)/ruff format recbatch jobs tests
 
-bench: install ## Benchmarks (the scoring benchmark arrives with the scoring-engine issue)
-	@echo "recbatch bench: not built yet; the scoring-engine issue adds 'recbatch bench score' here."
+BENCH_SIZE ?= quick
+BENCH_RUNS ?= 3
+# flock keeps benchmarks from overlapping where it exists (Linux); elsewhere they just run.
+BENCH_LOCK := $(shell command -v flock >/dev/null 2>&1 && echo flock /tmp/recbatch-bench.lock)
+
+bench: install ## Scoring benchmark vs Spark ALS (BENCH_SIZE=quick|full, BENCH_RUNS=3)
+	$(BENCH_LOCK) $(BIN)/recbatch bench score --size $(BENCH_SIZE) --runs $(BENCH_RUNS)
+
+BENCH_EVENTS ?= 20000000
+
+bench-prepare: install ## prepare at scale vs the same cleaning in DuckDB (BENCH_EVENTS=20000000)
+	$(BENCH_LOCK) $(BIN)/recbatch bench prepare --events $(BENCH_EVENTS)
 
 clean: ## Remove build outputs and demo artifacts (keeps .venv)
 	rm -rf out data/demo build dist *.egg-info .pytest_cache .ruff_cache spark-warehouse metastore_db derby.log

@@ -202,3 +202,132 @@ def test_run_score_rejects_mismatched_model(spark, tmp_path):
     )
     with pytest.raises(PipelineError, match="3 items but the prepared vocabulary has 4"):
         run_score(spark, Config(), layout, "r1")
+
+
+def test_item_file_transport_and_item_tiles_give_identical_results(spark):
+    from recbatch.score.engine import score_users
+
+    users, items = _factors(seed=31)
+    seen = _seen(seed=32)
+    user_df, seen_df = _inputs(spark, users, seen)
+    want = sorted(_brute_force(users, items, seen, K, "identity"))
+    for transport, tile in (("file", None), ("broadcast", 7), ("file", 2)):
+        got = _collect(
+            score_users(
+                spark, user_df, items, seen_df, K, 5, "identity", 3, item_tile=tile, item_transport=transport
+            )
+        )
+        assert [(u, i, r) for u, i, _, r in got] == [(u, i, r) for u, i, _, r in want], (transport, tile)
+
+
+def test_non_finite_factors_are_refused_with_the_index(spark):
+    from recbatch.score.engine import score_users
+
+    users, items = _factors()
+    broken = items.copy()
+    broken[6, 1] = np.nan
+    user_df, _ = _inputs(spark, users, _seen())
+    with pytest.raises(ValueError, match="item_idx 6 has NaN"):
+        score_users(spark, user_df, broken, None, K, 4, "identity", 1)
+    bad_users = users.copy()
+    bad_users[9, 0] = np.inf
+    bad_df, _ = _inputs(spark, bad_users, _seen())
+    with pytest.raises(Exception, match="user_idx 9 has NaN or infinite factors"):
+        score_users(spark, bad_df, items, None, K, 4, "identity", 1).collect()
+
+
+def test_score_dry_run_prints_the_plan_without_spark(tmp_path, spark):
+    from typer.testing import CliRunner
+
+    from recbatch.cli import app
+
+    layout = RunLayout(tmp_path, "2026-01-02")
+    users, items = _factors()
+    _write_run(spark, layout, users, items, train=[(0, 0)], test=[])
+    runner = CliRunner()
+    args = ["score", "--dry-run", "--date", "2026-01-02", "--set", f'paths.workdir="{tmp_path}"']
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"{N_USERS} users x {N_ITEMS} items, d={DIM}, K=10" in result.output
+    assert "peak per worker" in result.output and "user block" in result.output
+    missing = runner.invoke(
+        app, ["score", "--dry-run", "--date", "2026-01-03", "--set", f'paths.workdir="{tmp_path}"']
+    )
+    assert missing.exit_code == 3 and "run `recbatch train" in missing.output
+
+
+def test_allowed_items_are_applied_before_selection(spark):
+    from recbatch.score.engine import score_users
+
+    users, items = _factors(seed=41)
+    seen = _seen(seed=42)
+    allowed = [i for i in range(N_ITEMS) if i % 3 != 1]  # a deny list of every third item
+    user_df, seen_df = _inputs(spark, users, seen)
+    got = _collect(score_users(spark, user_df, items, seen_df, K, 6, "identity", 2, allowed_items=allowed))
+    masked = {u: seen.get(u, set()) | (set(range(N_ITEMS)) - set(allowed)) for u in range(N_USERS)}
+    want = sorted(_brute_force(users, items, masked, K, "identity"))
+    assert [(u, i, r) for u, i, _, r in got] == [(u, i, r) for u, i, _, r in want]
+    assert sum(1 for u, *_ in got if u == 0) == K  # still k items where k allowed unseen ones exist
+    with pytest.raises(ValueError, match="allowed_items"):
+        score_users(spark, user_df, items, seen_df, K, 6, "identity", 2, allowed_items=[N_ITEMS])
+
+
+def test_run_score_applies_allow_and_deny_lists(spark, tmp_path):
+    from recbatch.score.engine import expected_rows_per_user, run_score
+
+    users = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    items = np.array([[3, 0], [2, 0], [1, 0], [0, 3], [0, 2]], np.float32)
+    layout = RunLayout(tmp_path, "2026-01-02")
+    _write_run(spark, layout, users, items, train=[(0, 0), (1, 3)], test=[(0, 1)])
+    allow, deny = tmp_path / "allow", tmp_path / "deny"
+    spark.createDataFrame([("i0",), ("i2",), ("i3",), ("i4",), ("nope",)], "item_id string").write.parquet(
+        str(allow)
+    )
+    spark.createDataFrame([("i4",)], "item_id string").write.parquet(str(deny))
+    config = Config()
+    config.score.k = 2
+    config.score.allow_items, config.score.deny_items = str(allow), str(deny)
+    rows = sorted((r.user_id, r.rank, r.item_id) for r in run_score(spark, config, layout, "r1").collect())
+    # allowed: i0, i2, i3; u0 has seen i0 (and i1), u1 has seen i3
+    assert rows == [
+        ("u0", 1, "i2"),
+        ("u0", 2, "i3"),
+        ("u1", 1, "i0"),
+        ("u1", 2, "i2"),
+        ("u2", 1, "i0"),
+        ("u2", 2, "i3"),
+    ]
+    expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
+    assert expected == {"u0": 2, "u1": 2, "u2": 3}
+    config.score.allow_items = str(deny)
+    with pytest.raises(DataError, match="leave no item"):
+        run_score(spark, config, layout, "r1")
+
+
+def test_run_score_scores_only_listed_users(spark, tmp_path):
+    from recbatch.score.engine import expected_rows_per_user, run_score
+
+    users, items = _factors()
+    layout = RunLayout(tmp_path, "2026-01-02")
+    _write_run(spark, layout, users, items, train=[(0, 0), (5, 1)], test=[])
+    listed = tmp_path / "actives"
+    spark.createDataFrame([("u5",), ("u0",), ("u0",), ("ghost",)], "user_id string").write.parquet(
+        str(listed)
+    )
+    config = Config()
+    config.score.users = str(listed)
+    got = run_score(spark, config, layout, "r1").collect()
+    assert {r.user_id for r in got} == {"u0", "u5"} and len(got) == 2 * config.score.k
+    assert {r.user_id for r in expected_rows_per_user(spark, config, layout).collect()} == {"u0", "u5"}
+
+
+def test_network_models_are_refused_rather_than_ranked_by_their_embeddings(tmp_path):
+    import json
+
+    from recbatch.errors import PipelineError
+    from recbatch.score.engine import read_model_manifest
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"model": "neumf", "score_activation": "sigmoid", "scoring": "network"}))
+    with pytest.raises(PipelineError, match="scores through its network"):
+        read_model_manifest(manifest)

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recbatch.score.kernel import top_k_dot
+from recbatch.score.kernel import TopKScorer
 
 ACTIVATIONS = ("sigmoid", "identity")
 OUTPUT_SCHEMA = "user_idx int, item_idx int, score float, rank int"
@@ -49,8 +49,13 @@ def _factor_matrix(users: np.ndarray, column: pa.Array, dim: int) -> np.ndarray:
             f"user_idx {users[wrong[0]]} has {lengths[wrong[0]]} factors but items have {dim}; "
             "user and item factors come from different models, rerun `recbatch train`"
         )
-    values = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-    return values.astype(np.float32, copy=False).reshape(len(users), dim)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        user = users[np.flatnonzero(~np.isfinite(values))[0] // dim]
+        raise ValueError(
+            f"user_idx {user} has NaN or infinite factors; the model diverged, retrain it (`recbatch train`)"
+        )
+    return values.reshape(len(users), dim)
 
 
 def _seen_lists(users: np.ndarray, column: pa.Array, n_items: int) -> list[np.ndarray | None]:
@@ -93,10 +98,20 @@ def regroup(blocks: Iterable[Block], size: int) -> Iterator[Block]:
         yield np.concatenate(users), np.concatenate(vecs), seen
 
 
-def score_block(block: Block, items: np.ndarray, k: int, activation: str) -> pa.RecordBatch:
+_MAPPED: dict[str, np.ndarray] = {}
+
+
+def mapped_items(path: str) -> np.ndarray:
+    """Item factors from a .npy file, memory-mapped once per Python worker and kept for later tasks."""
+    if path not in _MAPPED:
+        _MAPPED[path] = np.load(path, mmap_mode="r")
+    return _MAPPED[path]
+
+
+def score_block(block: Block, scorer: TopKScorer, activation: str) -> pa.RecordBatch:
     """Top-k rows of one block of users: padded slots dropped, ranks 1..n by (-dot, item_idx)."""
     users, vecs, seen = block
-    idx, dots = top_k_dot(vecs, items, k, seen)
+    idx, dots = scorer(vecs, seen)
     # Padding (-1) only ever fills the tail of a row, so column position + 1 is the rank.
     rows, cols = np.nonzero(idx >= 0)
     return pa.RecordBatch.from_arrays(
@@ -111,10 +126,23 @@ def score_block(block: Block, items: np.ndarray, k: int, activation: str) -> pa.
 
 
 def score_batches(
-    batches: Iterable[pa.RecordBatch], items: np.ndarray, k: int, user_block: int, activation: str
+    batches: Iterable[pa.RecordBatch],
+    items: np.ndarray,
+    k: int,
+    user_block: int,
+    activation: str,
+    item_tile: int | None = None,
+    item_ids: np.ndarray | None = None,
+    n_catalogue: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Score a stream of user batches (one Spark partition) in blocks of `user_block` users."""
+    """Score a stream of user batches (one Spark partition) in blocks of `user_block` users.
+
+    With `item_ids`, `items` holds only the allowed items (row r is catalogue item
+    item_ids[r]) of a catalogue of `n_catalogue` items.
+    """
     n_items, dim = items.shape
-    decoded = (decode(batch, dim, n_items) for batch in batches if batch.num_rows)
+    scorer = TopKScorer(items, k, item_tile, item_ids)  # one score buffer for the whole partition
+    catalogue = n_catalogue or n_items
+    decoded = (decode(batch, dim, catalogue) for batch in batches if batch.num_rows)
     for block in regroup(decoded, user_block):
-        yield score_block(block, items, k, activation)
+        yield score_block(block, scorer, activation)

@@ -1,14 +1,17 @@
 """The Spark scoring engine: exact top-K for every user, one matrix multiply per block of users.
 
-Item factors are small (the model's, not the data's): they go to the driver through pyarrow
-and reach every worker once, as a broadcast numpy array. Users travel with their seen item
-indices as one array column, are hash-partitioned by user_idx and scored per partition with
-`mapInArrow` (recbatch.score.blocks). Users are never cross-joined with items.
+Item factors are model-sized: they go to the driver through pyarrow and reach every Python
+worker once, as a broadcast numpy array, or, beyond `score.broadcast_limit_mb`, as a .npy
+file shipped with the job and memory-mapped by each worker (see recbatch.score.plan).
+Users travel with their seen item indices as one array column, are hash-partitioned by
+user_idx and scored per partition with `mapInArrow` (recbatch.score.blocks). Users are
+never cross-joined with items.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +20,17 @@ from pyspark.sql import functions as F
 
 from recbatch.errors import DataError, PipelineError
 from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, score_batches
+from recbatch.score.filters import allowed_items, selected_users
+from recbatch.score.items import load_item_factors, ship_items
+from recbatch.score.plan import plan_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from recbatch.config import Config
     from recbatch.layout import RunLayout
+
+log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("user_id", "item_id", "score", "rank", "model", "run_id")
 
@@ -36,12 +44,19 @@ def score_users(
     user_block: int,
     activation: str,
     partitions: int | None = None,
+    *,
+    item_tile: int | None = None,
+    item_transport: str = "broadcast",
+    allowed_items: np.ndarray | None = None,
 ) -> DataFrame:
     """Exact top-k items for every user in `user_factors` (user_idx, factors).
 
     Ranking is by the raw dot product, ties by lower item_idx; `score` is activation(dot).
     Items in `seen` (user_idx, item_idx) are never recommended, so a user who has seen all
     but n < k items gets n rows. Returns user_idx int, item_idx int, score float, rank int.
+    `item_transport` is "broadcast" or "file" (a memory-mapped .npy shipped with the job).
+    `allowed_items` (item indices) restricts candidates before selection, so users still get
+    k items where k allowed unseen items exist (an allow list, or the complement of a deny list).
     """
     if k < 1 or user_block < 1:
         raise ValueError(f"k and user_block must be >= 1, got k={k}, user_block={user_block}")
@@ -50,7 +65,16 @@ def score_users(
     items = np.ascontiguousarray(item_factors, dtype=np.float32)
     if items.ndim != 2 or items.shape[0] == 0:
         raise ValueError(f"item_factors must be a non-empty (items, dim) matrix, got shape {items.shape}")
-    shared = spark.sparkContext.broadcast(items)
+    if not np.isfinite(items).all():
+        bad = int(np.flatnonzero(~np.isfinite(items).all(axis=1))[0])
+        raise ValueError(f"item_idx {bad} has NaN or infinite factors; retrain the model (`recbatch train`)")
+    n_catalogue, item_ids = len(items), None
+    if allowed_items is not None:
+        item_ids = np.unique(np.asarray(allowed_items, dtype=np.int64))
+        if len(item_ids) == 0 or item_ids[0] < 0 or item_ids[-1] >= n_catalogue:
+            raise ValueError(f"allowed_items must be a non-empty set of item indices in 0..{n_catalogue - 1}")
+        items = np.ascontiguousarray(items[item_ids])
+    get_items = ship_items(spark, items, item_transport)
 
     n_parts = partitions or spark.sparkContext.defaultParallelism
     # Both join sides are partitioned alike up front, so the join needs no further exchange
@@ -71,7 +95,9 @@ def score_users(
         users = users.join(seen_lists, on="user_idx", how="left")
 
     def score_partition(batches):
-        yield from score_batches(batches, shared.value, k, user_block, activation)
+        yield from score_batches(
+            batches, get_items(), k, user_block, activation, item_tile, item_ids, n_catalogue
+        )
 
     return (
         users.select("user_idx", "factors", "seen")
@@ -99,32 +125,6 @@ def attach_ids(
     )
 
 
-def load_item_factors(path: Path) -> np.ndarray:
-    """Item factors as an (items, dim) float32 matrix, row i = item_idx i, read with pyarrow."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path, columns=["item_idx", "factors"])
-    except (OSError, KeyError, ValueError) as exc:
-        raise PipelineError(
-            f"item factors at {path} are unreadable ({exc}); rerun `recbatch train`"
-        ) from None
-    n = table.num_rows
-    index = table.column("item_idx").to_numpy().astype(np.int64)
-    factors = table.column("factors").combine_chunks()
-    lengths = pc.list_value_length(factors).to_numpy(zero_copy_only=False)
-    if n == 0 or factors.null_count or len(set(lengths.tolist())) != 1:
-        raise PipelineError(f"item factors at {path} are empty or ragged; rerun `recbatch train`")
-    if not np.array_equal(np.sort(index), np.arange(n)):
-        raise PipelineError(
-            f"item factors at {path} do not cover item_idx 0..{n - 1} once each; rerun `recbatch train`"
-        )
-    matrix = np.empty((n, int(lengths[0])), dtype=np.float32)
-    matrix[index] = pc.list_flatten(factors).to_numpy(zero_copy_only=False).reshape(n, -1)
-    return matrix
-
-
 def read_model_manifest(path: Path) -> dict[str, Any]:
     """The train stage's manifest, checked for the keys scoring needs."""
     try:
@@ -136,6 +136,14 @@ def read_model_manifest(path: Path) -> dict[str, Any]:
         raise PipelineError(
             f"model manifest {path} lacks 'model' or has score_activation={activation!r} "
             f"(expected one of {', '.join(ACTIVATIONS)}); rerun `recbatch train`"
+        )
+    if manifest.get("scoring", "dot") != "dot":
+        # mlp/neumf are not dot products of their factor files; ranking by those would be
+        # silently wrong, so refuse until the engine scores their network.
+        raise PipelineError(
+            f"model {manifest['model']!r} scores through its network (scoring={manifest['scoring']!r}), "
+            "which batch scoring does not support yet; train a dot-product model for `recbatch score` "
+            "(seed, mf, gmf, two_tower) — mlp/neumf can still be trained and evaluated"
         )
     return manifest
 
@@ -179,22 +187,33 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
     items = load_item_factors(layout.item_factors)
     user_vocab = spark.read.parquet(str(layout.user_vocab))
     item_vocab = spark.read.parquet(str(layout.item_vocab))
+    n_users = user_vocab.count()
     _check_counts("items", items.shape[0], item_vocab.count())
-    _check_counts("users", pq.ParquetFile(layout.user_factors).metadata.num_rows, user_vocab.count())
+    _check_counts("users", pq.ParquetFile(layout.user_factors).metadata.num_rows, n_users)
 
     user_factors = spark.read.parquet(str(layout.user_factors))
+    subset = selected_users(spark, config.score, user_vocab)
+    if subset is not None:
+        user_factors = user_factors.join(subset.select("user_idx"), on="user_idx", how="left_semi")
+        n_users = subset.count()
     seen = None
     if config.score.exclude_seen:
         seen = spark.read.parquet(str(layout.interactions)).select("user_idx", "item_idx")
+    allowed = allowed_items(spark, config.score, item_vocab, items.shape[0])
+    plan = plan_for(spark, config, n_users, items.shape[0], items.shape[1])
+    log.info("%s", plan.describe())
     scored = score_users(
         spark,
         user_factors,
         items,
         seen,
         k=config.score.k,
-        user_block=config.score.user_block,
+        user_block=plan.user_block,
         activation=manifest["score_activation"],
-        partitions=config.score.partitions,
+        partitions=plan.partitions,
+        item_tile=plan.item_tile,
+        item_transport=plan.item_transport,
+        allowed_items=allowed,
     )
     return attach_ids(scored, user_vocab, item_vocab, str(manifest["model"]), run_id)
 
@@ -208,14 +227,19 @@ def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayou
 
     n_items = pq.ParquetFile(layout.item_factors).metadata.num_rows
     users = spark.read.parquet(str(layout.user_vocab)).select("user_idx", "user_id")
+    subset = selected_users(spark, config.score, users)
+    users = users if subset is None else subset
+    allowed = allowed_items(spark, config.score, spark.read.parquet(str(layout.item_vocab)), n_items)
+    n_allowed = n_items if allowed is None else len(allowed)
     if not config.score.exclude_seen:
-        return users.select(F.col("user_id"), F.lit(n_items).cast("long").alias("expected"))
-    seen = (
-        spark.read.parquet(str(layout.interactions))
-        .groupBy("user_idx")
-        .agg(F.countDistinct("item_idx").alias("n_seen"))
-    )
+        return users.select(F.col("user_id"), F.lit(n_allowed).cast("long").alias("expected"))
+    interactions = spark.read.parquet(str(layout.interactions))
+    if allowed is not None:
+        # Only seen items that could have been recommended shrink a user's candidate set.
+        allowed_df = spark.createDataFrame([(int(i),) for i in allowed], "item_idx int")
+        interactions = interactions.join(F.broadcast(allowed_df), on="item_idx", how="left_semi")
+    seen = interactions.groupBy("user_idx").agg(F.countDistinct("item_idx").alias("n_seen"))
     return users.join(seen, on="user_idx", how="left").select(
         F.col("user_id"),
-        (F.lit(n_items) - F.coalesce(F.col("n_seen"), F.lit(0))).cast("long").alias("expected"),
+        (F.lit(n_allowed) - F.coalesce(F.col("n_seen"), F.lit(0))).cast("long").alias("expected"),
     )

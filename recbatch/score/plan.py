@@ -1,0 +1,166 @@
+"""The memory-aware scoring plan: block sizes, partitions and item transport from the problem's shape.
+
+Each Python worker holds the item factors once, one reused score buffer of
+user_block x item_tile float32 values, and the prefilter's temporaries (about a third of
+the buffer at K << items / 64). The plan picks the largest user block (up to 1024, in
+steps of 64) whose buffer fits the worker budget with the whole catalogue as one tile:
+per-tile merges cost more than a smaller block. Only when even 256 users do not fit the
+whole catalogue are items cut into tiles. Pure arithmetic: no Spark, no numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from recbatch.errors import DataError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from recbatch.config import Config
+    from recbatch.layout import RunLayout
+
+MIB = 1 << 20
+WORKER_BASE_MB = 96  # measured RSS of an idle pyspark worker with numpy and pyarrow imported
+TEMP_FACTOR = 1.35  # buffer + prefilter temporaries (group maxima, gathered groups, masks)
+MIN_BLOCK, MAX_BLOCK, STEP = 256, 1024, 64
+USERS_PER_TASK = 250_000
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """How one scoring job is cut up, and what each Python worker is expected to hold."""
+
+    users: int
+    items: int
+    dim: int
+    k: int
+    user_block: int
+    item_tile: int
+    partitions: int
+    item_transport: str  # "broadcast" or "file" (a memory-mapped .npy shipped with the job)
+    item_bytes: int
+    buffer_bytes: int
+    worker_peak_bytes: int
+    worker_budget_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON-able values."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """A few human-readable lines for `recbatch score --dry-run` and logs."""
+        tiles = math.ceil(self.items / self.item_tile)
+        return "\n".join(
+            [
+                f"scoring plan: {self.users:,} users x {self.items:,} items, d={self.dim}, K={self.k} "
+                f"({self.users * self.items:,} pairs)",
+                f"  partitions      {self.partitions}",
+                f"  user block      {self.user_block} users per GEMM",
+                f"  item tile       {self.item_tile} items ({tiles} tile{'s' if tiles > 1 else ''} per block)",
+                f"  item factors    {self.item_bytes / MIB:,.1f} MiB, sent as {self.item_transport}",
+                f"  score buffer    {self.buffer_bytes / MIB:,.1f} MiB per worker",
+                f"  peak per worker ~{self.worker_peak_bytes / MIB:,.0f} MiB expected "
+                f"(item factors + {(self.worker_peak_bytes - self.item_bytes) / MIB:,.0f} MiB; "
+                f"budget item factors + {self.worker_budget_bytes / MIB:,.0f} MiB)",
+            ]
+        )
+
+
+def _round_block(n: int) -> int:
+    return max(STEP, n // STEP * STEP) if n >= STEP else max(1, n)
+
+
+def make_plan(
+    users: int,
+    items: int,
+    dim: int,
+    k: int,
+    parallelism: int,
+    worker_memory_mb: int = 256,
+    broadcast_limit_mb: int = 256,
+    user_block: int | None = None,
+    item_tile: int | None = None,
+    partitions: int | None = None,
+) -> ScorePlan:
+    """Plan a scoring job; explicit user_block / item_tile / partitions override the plan's choice.
+
+    `worker_memory_mb` is what a Python worker may use beyond the item factors (interpreter
+    included); item factors larger than `broadcast_limit_mb` travel as a memory-mapped file.
+    """
+    if min(items, dim, k, parallelism, worker_memory_mb) < 1 or users < 0:
+        raise ValueError(
+            f"cannot plan users={users} items={items} dim={dim} k={k} parallelism={parallelism} "
+            f"worker_memory_mb={worker_memory_mb}: all must be >= 1"
+        )
+    budget = max(worker_memory_mb - WORKER_BASE_MB - 8, 16) * MIB  # 8 MiB: Arrow batches in and out
+    per_user_row = 4 * TEMP_FACTOR  # bytes per (user, item) slot of the buffer and temporaries
+    if item_tile is None:
+        fits = int(budget / (per_user_row * items))
+        item_tile = (
+            items if fits >= min(MIN_BLOCK, users) else max(1024, int(budget / (per_user_row * MIN_BLOCK)))
+        )
+        item_tile = min(item_tile, items)
+    if user_block is None:
+        user_block = int(budget / (per_user_row * item_tile))
+        user_block = _round_block(min(max(user_block, 1), MAX_BLOCK, max(users, 1)))
+    if partitions is None:
+        partitions = max(2 * parallelism, math.ceil(users / USERS_PER_TASK))
+    item_bytes = items * dim * 4
+    buffer_bytes = user_block * item_tile * 4
+    io_bytes = user_block * (dim * 4 + 64) * 4  # Arrow batches in and out, decoded copies
+    peak = WORKER_BASE_MB * MIB + item_bytes + int(buffer_bytes * TEMP_FACTOR) + io_bytes
+    return ScorePlan(
+        users=users,
+        items=items,
+        dim=dim,
+        k=k,
+        user_block=user_block,
+        item_tile=item_tile,
+        partitions=partitions,
+        item_transport="broadcast" if item_bytes <= broadcast_limit_mb * MIB else "file",
+        item_bytes=item_bytes,
+        buffer_bytes=buffer_bytes,
+        worker_peak_bytes=peak,
+        worker_budget_bytes=worker_memory_mb * MIB,
+    )
+
+
+def plan_for(spark: SparkSession | None, config: Config, users: int, items: int, dim: int) -> ScorePlan:
+    """The scoring plan for this config and shape; parallelism from Spark (or the CPU count)."""
+    if spark is not None:
+        parallelism = spark.sparkContext.defaultParallelism
+    else:
+        master = config.spark.master
+        inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
+        star = inside.strip() in ("*", "")
+        parallelism = (os.cpu_count() or 1) if star else int(inside.split(",")[0])
+    s = config.score
+    return make_plan(
+        users,
+        items,
+        dim,
+        s.k,
+        parallelism,
+        worker_memory_mb=s.worker_memory_mb,
+        broadcast_limit_mb=s.broadcast_limit_mb,
+        user_block=s.user_block,
+        item_tile=s.item_tile,
+        partitions=s.partitions,
+    )
+
+
+def plan_from_artifacts(config: Config, layout: RunLayout) -> ScorePlan:
+    """The plan `recbatch score` would use, from the model's factor files alone (no Spark)."""
+    import pyarrow.parquet as pq
+
+    for what, path in (("user factors", layout.user_factors), ("item factors", layout.item_factors)):
+        if not path.exists():
+            raise DataError(f"{what} not found at {path}; run `recbatch train --date {layout.date}` first")
+    items = pq.ParquetFile(layout.item_factors)
+    first = items.read_row_group(0, columns=["factors"]).column("factors")[0].as_py() or []
+    users = pq.ParquetFile(layout.user_factors).metadata.num_rows
+    return plan_for(None, config, users, items.metadata.num_rows, len(first))
