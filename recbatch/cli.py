@@ -27,6 +27,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+bench_app = typer.Typer(help="Benchmarks: recbatch against its peers, measured in the same run.")
+app.add_typer(bench_app, name="bench")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see conf/default.toml).")
@@ -168,30 +170,69 @@ def train(
 @app.command()
 @handles_errors
 def evaluate(
-    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="full (rank all unseen items) or sampled (evaluate.protocol).")
+    ] = None,
+    negatives: Annotated[
+        int | None, typer.Option(help="Sampled protocol: negatives per test item (evaluate.negatives).")
+    ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Rank held-out items for the model and the baselines; print and save the metrics."""
+    """Rank held-out items for the model(s) and the baselines; print and save metrics, report.md, plots."""
     from recbatch import pipeline
     from recbatch.evaluate import format_metrics_table
 
-    cfg = _load(config, set_)
+    flags = {"protocol": protocol, "negatives": negatives}
+    overrides = list(set_ or []) + [f"evaluate.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
+    cfg = _load(config, overrides)
     layout = _layout(cfg, date)
     spark = _spark(cfg) if "als" in cfg.evaluate.baselines else None
     metrics = pipeline.evaluate(cfg, layout, spark)
     typer.echo(format_metrics_table(metrics))
+    if cfg.evaluate.protocol == "sampled":
+        typer.echo("warning: sampled metrics can reorder models (Krichene & Rendle, KDD 2020); see report.md")
     typer.echo(f"metrics -> {layout.metrics}")
 
 
 @app.command()
 @handles_errors
-def score(
+def tune(
     config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+) -> None:
+    """Search train.search on the validation split (never test); print the trials and the best config."""
+    from recbatch.tune import format_best, run_tune
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    result = run_tune(cfg, layout)
+    typer.echo(format_best(result))
+    typer.echo(f"trials -> {layout.eval_dir / 'tune.json'}")
+
+
+@app.command()
+@handles_errors
+def score(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the scoring plan and expected memory; score nothing.")
+    ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Score every user against every unseen item and publish the top-K table atomically."""
     from recbatch import pipeline
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
+    if dry_run:
+        from recbatch.score.plan import plan_from_artifacts
+
+        typer.echo(plan_from_artifacts(cfg, layout).describe())
+        return
     manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout)
     typer.echo(f"published {manifest['rows']:,} rows for {manifest['users']:,} users -> {manifest['path']}")
 
@@ -269,3 +310,50 @@ def exit_codes() -> None:
     """List the exit codes recbatch uses."""
     for code, meaning in EXIT_CODES.items():
         typer.echo(f"{code:>3}  {meaning}")
+
+
+@bench_app.command("score")
+@handles_errors
+def bench_score(
+    size: Annotated[
+        str, typer.Option(help="tiny (2K x 500), quick (20K x 5K) or full (100K x 20K).")
+    ] = "quick",
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per contender, after one warm-up.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for inputs, results.json and report.md.")] = Path(
+        "out/bench"
+    ),
+    only: Annotated[
+        list[str] | None, typer.Option(help="Contenders to run: recbatch, als, ceilings, naive (repeatable).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Exact top-K scoring vs Spark ALS recommendForAllUsers, single-process ceilings and a naive cross join."""
+    from recbatch.bench.score import bench_score as run_bench_score
+
+    _, report = run_bench_score(size, runs, out, only)
+    typer.echo(report, nl=False)
+
+
+@bench_app.command("prepare")
+@handles_errors
+def bench_prepare(
+    events: Annotated[int, typer.Option(min=100, help="Synthetic events to generate.")] = 20_000_000,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per engine (the median is reported).")] = 1,
+    files: Annotated[int, typer.Option(min=1, help="CSV part files to split the events over.")] = 8,
+    cores: Annotated[
+        int, typer.Option(min=1, help="Cores for both engines (Spark local[N], DuckDB threads).")
+    ] = 2,
+    out: Annotated[Path, typer.Option(help="Folder for data, runs and results.json.")] = Path(
+        "out/bench-prepare"
+    ),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Time `recbatch prepare` (wall, peak RSS of driver + JVM) beside the same cleaning in DuckDB SQL."""
+    import json
+
+    from recbatch.bench.prepare import format_result, run_bench
+
+    result = run_bench(events, out, repeats=runs, files=files, threads=cores)
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    typer.echo(format_result(result))
+    typer.echo(f"results -> {out / 'results.json'}")

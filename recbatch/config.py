@@ -20,7 +20,7 @@ from recbatch.errors import ConfigError
 
 # Kept in step with recbatch.models.registry by a test; listed here so that validating a
 # config never has to import TensorFlow.
-MODEL_NAMES = ("seed", "mf")
+MODEL_NAMES = ("seed", "mf", "gmf", "mlp", "neumf", "two_tower")
 
 
 class Section(BaseModel):
@@ -72,11 +72,15 @@ class InputConfig(Section):
     event_col: str | None = Field(
         "event", description='Column holding the event type; "" if the input has none.'
     )
+    weight_col: str | None = Field(
+        None,
+        description="Optional column with a per-event weight (> 0), multiplied by the event type weight.",
+    )
     timestamp_unit: Literal["s", "ms", "iso"] = Field(
         "s", description="Timestamps as unix seconds, unix milliseconds, or ISO-8601 strings."
     )
 
-    @field_validator("rating_col", "timestamp_col", "event_col", mode="before")
+    @field_validator("rating_col", "timestamp_col", "event_col", "weight_col", mode="before")
     @classmethod
     def _empty_means_none(cls, value: str | None) -> str | None:
         # TOML has no null: an empty string says "this input has no such column".
@@ -158,6 +162,67 @@ class PrepareConfig(Section):
     test_per_user: int = Field(
         1, ge=0, description="Leave-last-N-out: each user's N latest items go to test (0: no test split)."
     )
+    max_line_bytes: int = Field(
+        1_048_576, ge=16, description="Lines (records) longer than this are quarantined (line_too_long)."
+    )
+    timestamp_floor: str | None = Field(
+        "1990-01-01",
+        description='Events before this date (YYYY-MM-DD, UTC) are quarantined (timestamp_too_old); "": none.',
+    )
+    reject_future: bool = Field(
+        True, description="Quarantine events after the end of the run date (--date, UTC) (future_timestamp)."
+    )
+    near_duplicate_seconds: int = Field(
+        0,
+        ge=0,
+        description="Merge an event into the previous one of the same user, item and type when at most "
+        "this many seconds apart (counted as near_duplicates_merged; 0: off).",
+    )
+    window_days: int | None = Field(
+        None, ge=1, description="Keep only events of the last N days up to the run date (none: all)."
+    )
+    outlier_user_quantile: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Remove users whose event count is above this quantile of users (outlier_user).",
+    )
+    outlier_user_max: int | None = Field(
+        None, ge=1, description="Remove users with more events than this (outlier_user), e.g. bots."
+    )
+    outlier_item_quantile: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Remove items whose event count is above this quantile (outlier_item).",
+    )
+    outlier_item_max: int | None = Field(
+        None, ge=1, description="Remove items with more events than this (outlier_item)."
+    )
+    kcore_max_rounds: int = Field(
+        50,
+        ge=1,
+        description="Iterate the min_user/min_item filters until both hold (k-core), at most this many rounds.",
+    )
+    log_weights: bool = Field(False, description="Replace each pair's summed weight w by log(1 + w).")
+    center_ratings: bool = Field(
+        False, description="Explicit feedback: subtract each user's mean rating from their ratings."
+    )
+    split: Literal["leave_last_n", "time_cutoff", "random"] = Field(
+        "leave_last_n",
+        description="leave_last_n: each user's latest test_per_user items; time_cutoff: interactions in the "
+        "last split_days days; random: a seeded test_fraction of each user's items.",
+    )
+    split_days: int = Field(
+        7, ge=1, description="time_cutoff split: days before the run date's end held out."
+    )
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="random split: share of pairs held out.")
+    split_seed: int = Field(42, description="random split: the seed (same seed and data, same split).")
+    previous_vocab: str = Field(
+        "",
+        description='Keep id -> index stable across runs: "auto" (the latest earlier dt= run in the workdir), '
+        'a prepared/ folder of an earlier run, or "" (fresh vocabularies in id order).',
+    )
 
     @field_validator("event_weights")
     @classmethod
@@ -166,6 +231,18 @@ class PrepareConfig(Section):
         if bad:
             raise ValueError(f"event weights must be > 0, got {bad}")
         return value
+
+    @field_validator("timestamp_floor", mode="before")
+    @classmethod
+    def _floor_date(cls, value: str | None) -> str | None:
+        import datetime as dt
+
+        if value in (None, ""):
+            return None
+        try:
+            return dt.date.fromisoformat(value).isoformat()
+        except (TypeError, ValueError):
+            raise ValueError("must be a date written YYYY-MM-DD, or empty for no floor") from None
 
     @model_validator(mode="after")
     def _rating_range(self) -> PrepareConfig:
@@ -183,8 +260,45 @@ class TrainConfig(Section):
     batch_size: int = Field(2048, ge=1, description="Examples per gradient step.")
     learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
     l2: float = Field(0.0, ge=0.0, description="L2 penalty on embeddings.")
-    negatives: int = Field(4, ge=1, description="Uniformly sampled negatives per positive.")
+    negatives: int = Field(4, ge=1, description="Sampled negatives per positive (bce, bpr).")
     seed: int = Field(42, description="Seed for initialisation, shuffling and negative sampling.")
+    loss: Literal["bce", "bpr", "softmax"] = Field(
+        "bce",
+        description="bce: binary cross-entropy on sampled negatives; bpr: pairwise BPR; "
+        "softmax: in-batch sampled softmax with logQ correction (dot-product models only).",
+    )
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        "uniform", description="Negatives drawn uniformly, or in proportion to popularity^negative_alpha."
+    )
+    negative_alpha: float = Field(0.75, ge=0.0, description="Exponent of popularity-based negative sampling.")
+    logq_correction: bool = Field(
+        True, description="softmax: subtract log(item sampling probability) from in-batch logits."
+    )
+    temperature: float = Field(1.0, gt=0.0, description="softmax: logits are divided by this.")
+    mlp_layers: list[int] = Field(
+        default_factory=lambda: [64, 32, 16], description="mlp/neumf: widths of the ReLU tower."
+    )
+    tower_layers: list[int] = Field(
+        default_factory=list, description="two_tower: dense layers after each embedding (last is linear)."
+    )
+    pretrain: bool = Field(False, description="neumf: pre-train GMF and MLP first and start from them.")
+    validation: bool = Field(
+        True, description="Hold out each user's latest train item to pick the epoch count (never test)."
+    )
+    validation_k: int = Field(10, ge=1, description="Early stopping watches validation NDCG at this K.")
+    patience: int = Field(
+        3, ge=1, description="Stop after this many epochs without a better validation NDCG."
+    )
+    refit: bool = Field(
+        True, description="After early stopping, retrain on all of train for the best epoch count."
+    )
+    search: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="`recbatch tune`: train keys and the values to try, e.g. { l2 = [0.0, 0.01] }.",
+    )
+    search_trials: int = Field(
+        0, ge=0, description="`recbatch tune`: random trials from the grid (0: every combination)."
+    )
 
     @field_validator("model")
     @classmethod
@@ -193,19 +307,55 @@ class TrainConfig(Section):
             raise ValueError(f"unknown model {value!r}; choose one of {', '.join(MODEL_NAMES)}")
         return value
 
+    @model_validator(mode="after")
+    def _softmax_needs_dot_model(self) -> TrainConfig:
+        if self.loss == "softmax" and self.model in ("mlp", "neumf"):
+            raise ValueError(
+                f"loss = 'softmax' needs a dot-product model (mf, gmf, two_tower), not {self.model!r}; "
+                "use loss = 'bce' or 'bpr'"
+            )
+        unknown = set(self.search) - set(type(self).model_fields) - {"search", "search_trials"}
+        if unknown:
+            raise ValueError(f"search: {sorted(unknown)} are not [train] keys")
+        return self
+
 
 class EvaluateConfig(Section):
     """Ranking evaluation on the held-out split."""
 
     ks: list[int] = Field(default_factory=lambda: [5, 10, 20], description="Cut-offs K for metrics@K.")
     primary_k: int = Field(10, ge=1, description="The K used in summaries and comparisons.")
-    baselines: list[Literal["popularity", "als"]] = Field(
-        default_factory=lambda: ["popularity", "als"],
-        description="Baselines evaluated beside the model: popularity, als (Spark MLlib, see [als]).",
+    baselines: list[Literal["popularity", "popularity_recent", "als"]] = Field(
+        default_factory=lambda: ["popularity", "popularity_recent", "als"],
+        description="Baselines evaluated beside the model: popularity (all train), popularity_recent "
+        "(last window_days of train), als (Spark MLlib, see [als]).",
     )
     max_users: int | None = Field(
         None, ge=1, description="Evaluate a seeded sample of at most this many test users (none: all)."
     )
+    protocol: Literal["full", "sampled"] = Field(
+        "full",
+        description="full: rank every unseen item; sampled: the test item among `negatives` sampled "
+        "unseen items (comparable with papers, but can reorder models).",
+    )
+    negatives: int = Field(99, ge=1, description="sampled protocol: sampled unseen items per test item.")
+    window_days: int = Field(
+        30, ge=1, description="popularity_recent baseline: popularity over the last N days of train."
+    )
+    extra_models: list[str] = Field(
+        default_factory=list,
+        description="Other models trained here with the same [train] settings and evaluated side by side "
+        "(mlp/neumf fall back to bce when train.loss is softmax).",
+    )
+    report: bool = Field(True, description="Write report.md and PNG plots beside metrics.json.")
+
+    @field_validator("extra_models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
+        return value
 
     @field_validator("ks")
     @classmethod
@@ -225,6 +375,9 @@ class AlsConfig(Section):
     )
     max_iter: int = Field(15, ge=1, description="ALS sweeps.")
     seed: int = Field(42, description="Seed of the initial factors.")
+    grid_rank: list[int] = Field(default_factory=list, description="Grid: ranks to try (empty: rank only).")
+    grid_reg: list[float] = Field(default_factory=list, description="Grid: regParams to try (empty: reg).")
+    grid_alpha: list[float] = Field(default_factory=list, description="Grid: alphas to try (empty: alpha).")
 
 
 class ScoreConfig(Section):
@@ -232,10 +385,43 @@ class ScoreConfig(Section):
 
     k: int = Field(10, ge=1, description="Recommendations per user.")
     exclude_seen: bool = Field(True, description="Never recommend items the user interacted with.")
-    user_block: int = Field(
-        1024, ge=1, description="Users scored per matrix multiply (memory: user_block × items × 4 bytes)."
+    user_block: int | None = Field(
+        None,
+        ge=1,
+        description="Users per matrix multiply (none: from the memory plan; buffer: user_block × item_tile × 4 B).",
     )
-    partitions: int | None = Field(None, ge=1, description="User partitions (none: Spark's parallelism).")
+    item_tile: int | None = Field(
+        None,
+        ge=1,
+        description="Items per matrix multiply (none: from the memory plan, the whole catalogue if it fits).",
+    )
+    partitions: int | None = Field(
+        None, ge=1, description="User partitions (none: from the plan, 2 × Spark's parallelism or more)."
+    )
+    worker_memory_mb: int = Field(
+        256,
+        ge=32,
+        description="Memory a Python worker may use beyond the item factors; the plan fits blocks to it.",
+    )
+    broadcast_limit_mb: int = Field(
+        256,
+        ge=0,
+        description="Item factors up to this size are broadcast; larger ones go as a memory-mapped file.",
+    )
+    allow_items: str | None = Field(
+        None, description="Parquet table with an item_id column: recommend only these items (none: all)."
+    )
+    deny_items: str | None = Field(
+        None, description="Parquet table with an item_id column: never recommend these items (none: no list)."
+    )
+    users: str | None = Field(
+        None, description="Parquet table with a user_id column: score only these users (none: every user)."
+    )
+
+    @field_validator("allow_items", "deny_items", "users", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return None if value == "" else value
 
 
 class PublishConfig(Section):
