@@ -10,7 +10,6 @@ never cross-joined with items.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,10 +126,9 @@ def attach_ids(
 
 def read_model_manifest(path: Path) -> dict[str, Any]:
     """The train stage's manifest, checked for the keys scoring needs."""
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PipelineError(f"model manifest {path} is unreadable ({exc}); rerun `recbatch train`") from None
+    from recbatch.training.artifacts import read_manifest
+
+    manifest = read_manifest(path)
     activation = manifest.get("score_activation")
     if "model" not in manifest or activation not in ACTIVATIONS:
         raise PipelineError(
