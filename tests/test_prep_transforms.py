@@ -9,13 +9,20 @@ import pytest
 
 from recbatch.config import InputConfig, PrepareConfig
 from recbatch.io.readers import SOURCE_FILE
-from recbatch.prep import aggregate, clean, split
+from recbatch.prep import aggregate, split
 from recbatch.prep.parse import REASON, parse_valid, with_reason
 from recbatch.prep.vocab import build_vocab, index_pairs
 
 pytestmark = pytest.mark.spark
 
 RAW = "user_id string, item_id string, event string, rating string, timestamp string, source_file string"
+
+
+def _valid(annotated):
+    """Rows that passed validation, with the input's own columns only."""
+    from pyspark.sql import functions as F
+
+    return annotated.where(F.col(REASON).isNull()).drop(REASON, SOURCE_FILE)
 
 
 def _raw(spark, rows):
@@ -72,17 +79,6 @@ def test_explicit_feedback_quarantines_a_missing_rating(spark):
     assert [r[REASON] for r in df.collect()] == ["missing_rating"]
 
 
-def test_quarantined_keeps_raw_strings_reason_and_source(spark):
-    annotated = with_reason(
-        _raw(spark, [("u1", "i1", "view", "abc", "1"), ("u1", "i1", "view", "1", "1")]),
-        InputConfig(),
-        PrepareConfig(timestamp_floor=None),
-    )
-    q = clean.quarantined(annotated)
-    assert q.columns == ["user_id", "item_id", "event", "rating", "timestamp", REASON, SOURCE_FILE]
-    assert [tuple(r) for r in q.collect()] == [("u1", "i1", "view", "abc", "1", "bad_rating", "file:/a.csv")]
-
-
 def test_timestamp_units(spark):
     cases = [
         ("s", "1700000000", 1700000000),
@@ -104,7 +100,7 @@ def test_timestamp_units(spark):
         )
         got = [
             r["ts"]
-            for r in parse_valid(clean.valid(annotated), inp, PrepareConfig(timestamp_floor=None)).collect()
+            for r in parse_valid(_valid(annotated), inp, PrepareConfig(timestamp_floor=None)).collect()
         ]
         reasons = [r[REASON] for r in annotated.collect()]
         assert reasons == [None if want is not None else "bad_timestamp" for _, want in values], unit
@@ -114,7 +110,7 @@ def test_timestamp_units(spark):
 def test_parse_maps_event_weights_and_default_event(spark):
     prep = PrepareConfig(event_weights={"view": 1.0, "buy": 4.0}, timestamp_floor=None)
     df = _raw(spark, [("u", "i", "buy", "5", "10"), ("u", "i", "view", "", "11")])
-    got = parse_valid(clean.valid(with_reason(df, InputConfig(), prep)), InputConfig(), prep).collect()
+    got = parse_valid(_valid(with_reason(df, InputConfig(), prep)), InputConfig(), prep).collect()
     assert [(r["event"], r["weight"], r["rating"], r["ts"]) for r in got] == [
         ("buy", 4.0, 5.0, 10),
         ("view", 1.0, None, 11),
@@ -128,18 +124,20 @@ def test_parse_maps_event_weights_and_default_event(spark):
     assert parse_valid(df, no_events, weighted).first()["weight"] == 2.0
 
 
-def test_exact_duplicates_merge_across_files_but_near_duplicates_do_not(spark):
+def test_exact_duplicates_are_equal_typed_events_whatever_file_or_spelling(spark):
     rows = [
         ("u1", "i1", "view", "4", "100", "file:/a"),
         ("u1", "i1", "view", "4", "100", "file:/b"),
         ("u1", "i1", "view", "4", "100", "file:/a"),
-        ("u1", "i1", "view", "4.0", "100", "file:/a"),
+        ("u1", "i1", "view", "4.0", "100", "file:/a"),  # the same rating spelled differently
+        ("u1", "i1", "view", "4", "101", "file:/a"),  # one second later: a separate event
     ]
-    annotated = with_reason(
-        spark.createDataFrame(rows, RAW), InputConfig(), PrepareConfig(timestamp_floor=None)
-    )
-    got = sorted(tuple(r) for r in clean.drop_exact_duplicates(clean.valid(annotated)).collect())
-    assert got == [("u1", "i1", "view", "4", "100", 3), ("u1", "i1", "view", "4.0", "100", 1)]
+    prep = PrepareConfig(timestamp_floor=None)
+    annotated = with_reason(spark.createDataFrame(rows, RAW), InputConfig(), prep)
+    pairs = aggregate.aggregate_events(parse_valid(_valid(annotated), InputConfig(), prep)).collect()
+    assert [(r["count"], r["copies"], r["events"], r["first_ts"], r["last_ts"]) for r in pairs] == [
+        (2, 5, 2, 100, 101)
+    ]
 
 
 def test_aggregation_matches_a_naive_reference(spark):
@@ -281,7 +279,7 @@ def test_weight_column_rules_and_scaling(spark):
         "missing_weight",
         None,
     ]
-    got = [r["weight"] for r in parse_valid(clean.valid(annotated), inp, prep).collect()]
+    got = [r["weight"] for r in parse_valid(_valid(annotated), inp, prep).collect()]
     assert got == [1.0, 6.0]  # click (2.0) times the row's weight
 
 
