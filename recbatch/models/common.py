@@ -19,6 +19,42 @@ import keras
 import numpy as np
 
 
+class RecModel(keras.Model):
+    """What every recbatch model shares: its catalogue sizes, a config round trip through
+    `config_keys` (the constructor arguments beyond the sizes), and `call` = sigmoid(logit).
+    """
+
+    config_keys: tuple[str, ...] = ()
+
+    def __init__(self, num_users: int, num_items: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+
+    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        """The raw score of each (user_idx, item_idx) pair, shape (batch,)."""
+        raise NotImplementedError
+
+    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs, training=training), -1))
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(num_users=self.num_users, num_items=self.num_items)
+        for key in self.config_keys:
+            value = getattr(self, key)
+            config[key] = list(value) if isinstance(value, list | tuple) else value
+        return config
+
+
+def compiled(model: keras.Model, learning_rate: float) -> keras.Model:
+    """The model built eagerly and compiled with Adam and binary cross-entropy (the trainer's
+    own loop applies the configured loss; compile keeps `fit`/`evaluate` usable)."""
+    model.build()
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy")
+    return model
+
+
 def row_norms(*rows: Any) -> Any:
     """Sum over the last axis of squares, added up over the given (batch, dim) tensors."""
     total = 0.0

@@ -14,19 +14,19 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import all_indices, embedding, row_norms, to_numpy
+from recbatch.models.common import RecModel, all_indices, compiled, embedding, row_norms, to_numpy
 
 SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class GMFModel(keras.Model):
+class GMFModel(RecModel):
     """Embedding(user) ⊙ Embedding(item) → Dense(1) → sigmoid."""
 
+    config_keys = ("embedding_dim",)
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
+        super().__init__(num_users, num_items, **kwargs)
         self.embedding_dim = int(embedding_dim)
         self.user_embed = embedding(self.num_users, self.embedding_dim, "gmf_user")
         self.item_embed = embedding(self.num_items, self.embedding_dim, "gmf_item")
@@ -53,16 +53,8 @@ class GMFModel(keras.Model):
         q = self.item_embed(inputs["item_idx"])
         return keras.ops.squeeze(self.out(p * q), -1)
 
-    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs), -1))
-
     def penalty(self, users: Any, items: Any) -> Any:
         return row_norms(self.user_embed(users), self.item_embed(items))
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(num_users=self.num_users, num_items=self.num_items, embedding_dim=self.embedding_dim)
-        return config
 
     def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
         """User rows [p_u ⊙ h, 1], item rows [q_i, b]; sigmoid of their dot is the prediction."""
@@ -73,7 +65,4 @@ class GMFModel(keras.Model):
 
 def build_gmf(num_users: int, num_items: int, cfg: TrainConfig) -> GMFModel:
     """A compiled GMF model (binary cross-entropy, Adam at cfg.learning_rate)."""
-    model = GMFModel(num_users, num_items, cfg.embedding_dim, name="gmf")
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
-    return model
+    return compiled(GMFModel(num_users, num_items, cfg.embedding_dim, name="gmf"), cfg.learning_rate)

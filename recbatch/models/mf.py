@@ -15,21 +15,21 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import row_norms
+from recbatch.models.common import RecModel, compiled, row_norms
 
 SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class MFModel(keras.Model):
+class MFModel(RecModel):
     """Biased matrix factorisation: dot(p_u, q_i) + b_u + b_i + global bias, sigmoid."""
+
+    config_keys = ("embedding_dim", "l2")
 
     def __init__(
         self, num_users: int, num_items: int, embedding_dim: int, l2: float = 0.0, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
+        super().__init__(num_users, num_items, **kwargs)
         self.embedding_dim = int(embedding_dim)
         self.l2 = float(l2)
         # Small initial factors: the dot starts near zero, so early steps learn the biases.
@@ -81,16 +81,6 @@ class MFModel(keras.Model):
         """|p_u|^2 + |q_i|^2 per example (biases are not shrunk)."""
         return row_norms(self.user_embed(users), self.item_embed(items))
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            num_users=self.num_users,
-            num_items=self.num_items,
-            embedding_dim=self.embedding_dim,
-            l2=self.l2,
-        )
-        return config
-
     def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
         """User rows [p_u, b_u, 1] and item rows [q_i, 1, b_i + g]; sigmoid of their dot is the prediction."""
         if not self.built:
@@ -109,10 +99,7 @@ class MFModel(keras.Model):
 
 def build_mf(num_users: int, num_items: int, cfg: TrainConfig) -> MFModel:
     """A compiled MF model (binary cross-entropy, Adam at cfg.learning_rate, L2 cfg.l2)."""
-    model = MFModel(num_users, num_items, cfg.embedding_dim, l2=cfg.l2, name="mf")
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
-    return model
+    return compiled(MFModel(num_users, num_items, cfg.embedding_dim, l2=cfg.l2, name="mf"), cfg.learning_rate)
 
 
 def scoring_factors(model: MFModel) -> tuple[np.ndarray, np.ndarray, str]:

@@ -5,15 +5,13 @@ scored through the network (manifest "scoring": "network").
 
 from __future__ import annotations
 
-import keras
-
 from recbatch.config import TrainConfig
+from recbatch.models.common import compiled
 from recbatch.models.neumf import NeuMFModel
 
 
 def build_mlp(num_users: int, num_items: int, cfg: TrainConfig) -> NeuMFModel:
     """A compiled MLP model: cfg.embedding_dim per side, cfg.mlp_layers, one sigmoid output."""
-    model = NeuMFModel(num_users, num_items, 0, cfg.embedding_dim, cfg.mlp_layers, name="mlp")
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
-    return model
+    return compiled(
+        NeuMFModel(num_users, num_items, 0, cfg.embedding_dim, cfg.mlp_layers, name="mlp"), cfg.learning_rate
+    )

@@ -18,15 +18,26 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import apply_tower, build_tower, dense_tower, embedding, row_norms, to_numpy
+from recbatch.models.common import (
+    RecModel,
+    apply_tower,
+    build_tower,
+    compiled,
+    dense_tower,
+    embedding,
+    row_norms,
+    to_numpy,
+)
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class NeuMFModel(keras.Model):
+class NeuMFModel(RecModel):
     """GMF branch (gmf_dim) ⧺ MLP branch (mlp_dim embeddings, mlp_layers) → Dense(1) → sigmoid.
 
     gmf_dim = 0 leaves the GMF branch out (that is the MLP model of the paper).
     """
+
+    config_keys = ("gmf_dim", "mlp_dim", "mlp_layers")
 
     def __init__(
         self,
@@ -37,9 +48,7 @@ class NeuMFModel(keras.Model):
         mlp_layers: list[int] | tuple[int, ...] = (64, 32, 16),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
+        super().__init__(num_users, num_items, **kwargs)
         self.gmf_dim = int(gmf_dim)
         self.mlp_dim = int(mlp_dim)
         self.mlp_layers = [int(n) for n in mlp_layers]
@@ -72,25 +81,11 @@ class NeuMFModel(keras.Model):
         joined = parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1)
         return keras.ops.squeeze(self.out(joined), -1)
 
-    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs), -1))
-
     def penalty(self, users: Any, items: Any) -> Any:
         rows = [self.mlp_user(users), self.mlp_item(items)]
         if self.gmf_dim:
             rows += [self.gmf_user(users), self.gmf_item(items)]
         return row_norms(*rows)
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            num_users=self.num_users,
-            num_items=self.num_items,
-            gmf_dim=self.gmf_dim,
-            mlp_dim=self.mlp_dim,
-            mlp_layers=list(self.mlp_layers),
-        )
-        return config
 
     def embedding_factors(self) -> tuple[np.ndarray, np.ndarray]:
         """User rows [p_gmf ⧺ p_mlp] and item rows [q_gmf ⧺ q_mlp] (see network_numpy)."""
@@ -133,6 +128,4 @@ def build_neumf(num_users: int, num_items: int, cfg: TrainConfig) -> NeuMFModel:
     model = NeuMFModel(
         num_users, num_items, cfg.embedding_dim, cfg.embedding_dim, cfg.mlp_layers, name="neumf"
     )
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
-    return model
+    return compiled(model, cfg.learning_rate)

@@ -18,19 +18,19 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import row_norms
+from recbatch.models.common import RecModel, compiled, row_norms
 
 SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class SeedModel(keras.Model):
+class SeedModel(RecModel):
     """Embedding(user) ⧺ Embedding(item) → Flatten → Dense(1, sigmoid)."""
 
+    config_keys = ("embedding_dim",)
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
+        super().__init__(num_users, num_items, **kwargs)
         self.embedding_dim = int(embedding_dim)
         self.user_embed = keras.layers.Embedding(self.num_users, self.embedding_dim, name="user_embedding")
         self.item_embed = keras.layers.Embedding(self.num_items, self.embedding_dim, name="item_embedding")
@@ -74,11 +74,6 @@ class SeedModel(keras.Model):
         """|e_u|^2 + |e_i|^2 per example."""
         return row_norms(self.user_embed(users), self.item_embed(items))
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(num_users=self.num_users, num_items=self.num_items, embedding_dim=self.embedding_dim)
-        return config
-
     def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
         """User rows [a_u + c, 1] and item rows [1, b_i]; sigmoid of their dot is the prediction."""
         if not self.built:
@@ -97,10 +92,7 @@ class SeedModel(keras.Model):
 
 def build_seed(num_users: int, num_items: int, cfg: TrainConfig) -> SeedModel:
     """A compiled seed model (binary cross-entropy, Adam at cfg.learning_rate)."""
-    model = SeedModel(num_users, num_items, cfg.embedding_dim, name="seed")
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
-    return model
+    return compiled(SeedModel(num_users, num_items, cfg.embedding_dim, name="seed"), cfg.learning_rate)
 
 
 def scoring_factors(model: SeedModel) -> tuple[np.ndarray, np.ndarray, str]:

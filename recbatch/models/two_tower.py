@@ -16,9 +16,11 @@ import numpy as np
 
 from recbatch.config import TrainConfig
 from recbatch.models.common import (
+    RecModel,
     all_indices,
     apply_tower,
     build_tower,
+    compiled,
     dense_tower,
     embedding,
     row_norms,
@@ -29,8 +31,10 @@ SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class TwoTowerModel(keras.Model):
+class TwoTowerModel(RecModel):
     """Embedding → Dense(ReLU)… → Dense(linear) per side; the logit is their dot product."""
+
+    config_keys = ("embedding_dim", "tower_layers")
 
     def __init__(
         self,
@@ -40,9 +44,7 @@ class TwoTowerModel(keras.Model):
         tower_layers: list[int] | tuple[int, ...] = (),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
+        super().__init__(num_users, num_items, **kwargs)
         self.embedding_dim = int(embedding_dim)
         self.tower_layers = [int(n) for n in tower_layers]
         self.user_embed = embedding(self.num_users, self.embedding_dim, "user_embedding")
@@ -68,21 +70,8 @@ class TwoTowerModel(keras.Model):
         v = self.item_vectors(inputs["item_idx"])
         return keras.ops.sum(u * v, axis=-1)
 
-    def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs), -1))
-
     def penalty(self, users: Any, items: Any) -> Any:
         return row_norms(self.user_embed(users), self.item_embed(items))
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            num_users=self.num_users,
-            num_items=self.num_items,
-            embedding_dim=self.embedding_dim,
-            tower_layers=list(self.tower_layers),
-        )
-        return config
 
     def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
         """Tower outputs of every user and every item; sigmoid of their dot is the prediction."""
@@ -93,7 +82,7 @@ class TwoTowerModel(keras.Model):
 
 def build_two_tower(num_users: int, num_items: int, cfg: TrainConfig) -> TwoTowerModel:
     """A compiled two-tower model (binary cross-entropy for `fit`; the trainer picks cfg.loss)."""
-    model = TwoTowerModel(num_users, num_items, cfg.embedding_dim, cfg.tower_layers, name="two_tower")
-    model.build()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="binary_crossentropy")
-    return model
+    return compiled(
+        TwoTowerModel(num_users, num_items, cfg.embedding_dim, cfg.tower_layers, name="two_tower"),
+        cfg.learning_rate,
+    )
