@@ -292,6 +292,17 @@ class TrainConfig(Section):
     refit: bool = Field(
         True, description="After early stopping, retrain on all of train for the best epoch count."
     )
+    input: Literal["auto", "memory", "stream"] = Field(
+        "auto",
+        description="memory: read the train positives into numpy; stream: tf.data from the Parquet record "
+        "batch by record batch (the table never held whole); auto: stream above memory_limit_mb.",
+    )
+    memory_limit_mb: int = Field(
+        2048, ge=1, description="input = auto: stream when the in-memory input would need more than this."
+    )
+    shuffle_buffer: int = Field(
+        100_000, ge=1, description="input = stream: positives held in the seeded shuffle buffer."
+    )
     search: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="`recbatch tune`: train keys and the values to try, e.g. { l2 = [0.0, 0.01] }.",
@@ -348,6 +359,24 @@ class EvaluateConfig(Section):
         "(mlp/neumf fall back to bce when train.loss is softmax).",
     )
     report: bool = Field(True, description="Write report.md and PNG plots beside metrics.json.")
+    two_stage_retriever: str | None = Field(
+        None,
+        description="Measure two-stage scoring: retrieve each user's top two_stage_n items with this "
+        "dot-product model (one of extra_models, or als) and re-rank them with every mlp/neumf model; "
+        "the report gives the recall@K it costs against exact scoring (none: skip).",
+    )
+    two_stage_n: int = Field(100, ge=1, description="Two-stage scoring: items retrieved per user.")
+
+    @field_validator("two_stage_retriever", mode="before")
+    @classmethod
+    def _known_retriever(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if value not in (*MODEL_NAMES, "als"):
+            raise ValueError(
+                f"unknown retriever {value!r}; choose a dot-product model (mf, gmf, two_tower) or als"
+            )
+        return value
 
     @field_validator("extra_models")
     @classmethod
@@ -417,8 +446,27 @@ class ScoreConfig(Section):
     users: str | None = Field(
         None, description="Parquet table with a user_id column: score only these users (none: every user)."
     )
+    fallback: Literal["popularity", "none"] = Field(
+        "popularity",
+        description=(
+            "Users without a trained vector (listed in score.users but unknown to the model, or without "
+            "train rows): 'popularity' gives them the most popular unseen items (source = fallback), "
+            "'none' leaves them out."
+        ),
+    )
+    candidates: str | None = Field(
+        None,
+        description=(
+            "Parquet table with user_id and item_id columns: score only these pairs (candidates from an "
+            "upstream system) instead of the whole catalogue (none: every item)."
+        ),
+    )
+    candidates_output: Literal["top_k", "all"] = Field(
+        "top_k",
+        description="With score.candidates: each user's k best candidates, or every candidate ranked.",
+    )
 
-    @field_validator("allow_items", "deny_items", "users", mode="before")
+    @field_validator("allow_items", "deny_items", "users", "candidates", mode="before")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return None if value == "" else value

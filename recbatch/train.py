@@ -70,31 +70,42 @@ def run_train(config: Config, layout: RunLayout) -> dict[str, Any]:
     from recbatch.models.network_numpy import NETWORK_FILE, save_network
     from recbatch.models.registry import is_network, scoring_factors
     from recbatch.training.loop import fit
+    from recbatch.training.stream import choose_input, fit_stream, scan_stats
 
     num_users, num_items = count_rows(layout.user_vocab), count_rows(layout.item_vocab)
-    users, items = read_pairs(layout.train)
-    if len(users) == 0:
-        raise DataError(f"the train split at {layout.train} is empty: check the input and `prepare` filters")
-    check_range(users, items, num_users, num_items, layout.train)
-    last_ts = read_times(layout.train)
-    # Spark's row order within part files can change between runs of the same prepare (shuffle
-    # fetch order); a canonical order makes the model a function of the data alone.
-    order = np.lexsort((items, users))
-    users, items, last_ts = users[order], items[order], last_ts[order]
-
+    mode = choose_input(cfg, count_rows(layout.train))
     # The same seed must give the same model, whichever process (CLI, spark-submit) trains it.
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
+    if mode == "stream":
+        stats = scan_stats(layout.train, num_users, num_items)
+        positives = stats.rows
+    else:
+        users, items = read_pairs(layout.train)
+        positives = len(users)
+    if positives == 0:
+        raise DataError(f"the train split at {layout.train} is empty: check the input and `prepare` filters")
     log.info(
-        "train %s (%s loss): %d users, %d items, %d positives",
+        "train %s (%s loss, %s input): %d users, %d items, %d positives",
         cfg.model,
         cfg.loss,
+        mode,
         num_users,
         num_items,
-        len(users),
+        positives,
     )
-    result = fit(cfg, num_users, num_items, users, items, last_ts)
+    if mode == "stream":
+        # Batches follow the files' row order (seeded shuffles on top): same files, same model.
+        result = fit_stream(cfg, num_users, num_items, layout.train, stats)
+    else:
+        check_range(users, items, num_users, num_items, layout.train)
+        last_ts = read_times(layout.train)
+        # Spark's row order within part files can change between runs of the same prepare (shuffle
+        # fetch order); a canonical order makes the model a function of the data alone.
+        order = np.lexsort((items, users))
+        users, items, last_ts = users[order], items[order], last_ts[order]
+        result = fit(cfg, num_users, num_items, users, items, last_ts)
     model, train_seconds = result.model, result.seconds
 
     layout.model_dir.mkdir(parents=True, exist_ok=True)
@@ -126,11 +137,12 @@ def run_train(config: Config, layout: RunLayout) -> dict[str, Any]:
         "seed": cfg.seed,
         "num_users": num_users,
         "num_items": num_items,
-        "train_positives": len(users),
+        "input": mode,
+        "train_positives": positives,
         "examples_per_epoch": {
-            "bce": len(users) * (1 + cfg.negatives),
-            "bpr": len(users) * cfg.negatives,
-        }.get(cfg.loss, len(users)),
+            "bce": positives * (1 + cfg.negatives),
+            "bpr": positives * cfg.negatives,
+        }.get(cfg.loss, positives),
         "factor_dim": int(user_matrix.shape[1]),
         "score_activation": activation,
         "scoring": scoring,

@@ -1,13 +1,15 @@
-"""Prepared data for training and evaluation, negative sampling and the tf.data input.
+"""Prepared data for training and evaluation, negative sampling and the in-memory input.
 
-Training reads only the (user_idx, item_idx, last_ts) columns of the prepared Parquet with
-pyarrow into numpy arrays (16 bytes per positive); no pandas frame is built. Every epoch
-draws fresh negatives; the loop (`recbatch.training.loop`) feeds numpy batches to one
-compiled TensorFlow step.
+Memory mode reads only the (user_idx, item_idx, last_ts) columns of the prepared Parquet
+with pyarrow into numpy arrays (16 bytes per positive); no pandas frame is built. Every
+epoch draws fresh negatives; the loop (`recbatch.training.loop`) feeds the batches of an
+input (`MemoryInput` here, `StreamInput` in `recbatch.training.stream`) to one compiled
+TensorFlow step through tf.data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,40 +91,35 @@ def read_times(path: Path) -> np.ndarray:
 
 def popularity_weights(items: np.ndarray, num_items: int, alpha: float) -> np.ndarray:
     """Sampling probabilities ∝ (train count)^alpha, every item at least count 1."""
-    counts = np.maximum(np.bincount(items, minlength=num_items), 1).astype(np.float64)
-    weights = counts**alpha
+    return count_weights(np.bincount(items, minlength=num_items), alpha)
+
+
+def count_weights(counts: np.ndarray, alpha: float) -> np.ndarray:
+    """Sampling probabilities ∝ count^alpha from per-item counts, every item at least count 1."""
+    weights = np.maximum(counts, 1).astype(np.float64) ** alpha
     return weights / weights.sum()
 
 
-class NegativeSampler:
-    """Per epoch: every positive plus `negatives` items drawn among the user's unseen items.
-
-    Draws follow `probs` over the catalogue (uniform when None) and are redrawn while they
-    hit one of the user's positives, which equals sampling over unseen items only.
-    """
+class NegativeDraws:
+    """Negatives drawn by `probs` over the catalogue (uniform when None), redrawn while they hit
+    a positive of the user (`_is_positive`), which equals sampling over unseen items only."""
 
     def __init__(
-        self,
-        users: np.ndarray,
-        items: np.ndarray,
-        num_items: int,
-        negatives: int,
-        rng: np.random.Generator,
-        probs: np.ndarray | None = None,
+        self, num_items: int, negatives: int, rng: np.random.Generator, probs: np.ndarray | None = None
     ) -> None:
-        self.users = np.asarray(users, dtype=np.int32)
-        self.items = np.asarray(items, dtype=np.int32)
         self.num_items = int(num_items)
         self.negatives = int(negatives)
         self.rng = rng
         self._cdf = None if probs is None else np.cumsum(np.asarray(probs, dtype=np.float64))
-        self._positive_keys = np.unique(self.users.astype(np.int64) * self.num_items + self.items)
 
     def _items(self, n: int) -> np.ndarray:
         if self._cdf is None:
             return self.rng.integers(0, self.num_items, size=n, dtype=np.int32)
         draws = np.searchsorted(self._cdf, self.rng.random(n) * self._cdf[-1], side="right")
         return np.minimum(draws, self.num_items - 1).astype(np.int32)
+
+    def _is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def negatives_for(self, users: np.ndarray) -> np.ndarray:
         """One negative item per entry of `users`, avoiding each user's positives."""
@@ -134,6 +131,24 @@ class NegativeSampler:
             neg_items[clash] = self._items(len(clash))
             clash = clash[self._is_positive(users[clash], neg_items[clash])]
         return neg_items
+
+
+class NegativeSampler(NegativeDraws):
+    """Per epoch: every positive plus `negatives` items drawn among the user's unseen items."""
+
+    def __init__(
+        self,
+        users: np.ndarray,
+        items: np.ndarray,
+        num_items: int,
+        negatives: int,
+        rng: np.random.Generator,
+        probs: np.ndarray | None = None,
+    ) -> None:
+        super().__init__(num_items, negatives, rng, probs)
+        self.users = np.asarray(users, dtype=np.int32)
+        self.items = np.asarray(items, dtype=np.int32)
+        self._positive_keys = np.unique(self.users.astype(np.int64) * self.num_items + self.items)
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One epoch of shuffled BPR triples (user, positive, negative), `negatives` per positive."""
@@ -162,3 +177,43 @@ class NegativeSampler:
     def examples_per_epoch(self) -> int:
         """Positives plus negatives in one epoch."""
         return len(self.users) * (1 + self.negatives)
+
+
+class MemoryInput:
+    """The train positives as numpy arrays; each epoch shuffles all of them with fresh negatives."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, num_items: int) -> None:
+        self.users = np.asarray(users, dtype=np.int32)
+        self.items = np.asarray(items, dtype=np.int32)
+        self.num_items = int(num_items)
+        self.rows = len(self.users)
+        self.item_counts = np.bincount(self.items, minlength=self.num_items)
+        self.sampler: NegativeSampler | None = None
+
+    def start(self, cfg: Any, rng: np.random.Generator) -> None:
+        """Bind the run's generator and the negative sampler (uniform or popularity^alpha)."""
+        probs = None
+        if cfg.negative_sampling == "popularity":
+            probs = count_weights(self.item_counts, cfg.negative_alpha)
+        self.rng = rng
+        self.sampler = NegativeSampler(self.users, self.items, self.num_items, cfg.negatives, rng, probs)
+
+    def num_batches(self, cfg: Any) -> int:
+        """Steps per epoch."""
+        examples = {"bce": self.rows * (1 + cfg.negatives), "bpr": self.rows * cfg.negatives}
+        return -(-examples.get(cfg.loss, self.rows) // cfg.batch_size)
+
+    def epoch(self, cfg: Any) -> Iterator[tuple[np.ndarray, ...]]:
+        """One epoch of loss-shaped batches: bce (users, items, labels), bpr (users, pos, neg),
+        softmax (users, items)."""
+        assert self.sampler is not None, "call start() first"
+        if cfg.loss == "bce":
+            arrays: tuple[np.ndarray, ...] = self.sampler.sample()
+        elif cfg.loss == "bpr":
+            arrays = self.sampler.pairs()
+        else:
+            order = self.rng.permutation(self.rows)
+            arrays = (self.users[order], self.items[order])
+        n, b = len(arrays[0]), cfg.batch_size
+        for s in range(0, n, b):
+            yield tuple(a[s : s + b] for a in arrays)

@@ -1,22 +1,26 @@
 """The training loop: BCE, BPR or in-batch sampled softmax, early stopping on validation NDCG.
 
 A plain TensorFlow loop (one `tf.function` step per loss) rather than `model.fit`, because
-BPR and sampled softmax need two or many items per example. Every epoch draws fresh
-negatives from a seeded numpy generator, and ops are deterministic, so a seed gives the
-same model. The L2 penalty is `l2 * mean(model.penalty(...))` over the batch's rows.
+BPR and sampled softmax need two or many items per example. An input (`TrainInput`: in
+memory or streamed from Parquet) yields each epoch's batches with fresh negatives from a
+seeded numpy generator, and ops are deterministic, so a seed gives the same model.
+The L2 penalty is `l2 * mean(model.penalty(...))` over the batch's rows. On a terminal a
+rich bar shows each epoch (`recbatch.training.progress`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.training.data import NegativeSampler, popularity_weights
+from recbatch.training.data import MemoryInput
+from recbatch.training.progress import EpochProgress, terminal
 from recbatch.training.validation import Split, carve_validation, validation_ndcg
 
 log = logging.getLogger("recbatch.train")
@@ -89,28 +93,26 @@ def _steps(model: Any, cfg: TrainConfig, log_q: np.ndarray) -> dict[str, Any]:
     return {"bce": bce, "bpr": bpr, "softmax": softmax}
 
 
-def _as_dataset(batches: list[tuple[np.ndarray, ...]]) -> Any:
+class TrainInput(Protocol):
+    """Where an epoch's batches come from: `MemoryInput` (numpy arrays) or `StreamInput` (Parquet)."""
+
+    rows: int
+    item_counts: np.ndarray
+
+    def start(self, cfg: TrainConfig, rng: np.random.Generator) -> None: ...
+    def num_batches(self, cfg: TrainConfig) -> int: ...
+    def epoch(self, cfg: TrainConfig) -> Iterator[tuple[np.ndarray, ...]]: ...
+
+
+_SIGNATURES = {"bce": ("int32", "int32", "float32"), "bpr": ("int32",) * 3, "softmax": ("int32", "int32")}
+
+
+def _as_dataset(data: TrainInput, cfg: TrainConfig) -> Any:
     """The epoch's batches as a prefetching tf.data pipeline (sampling overlaps the steps)."""
     import tensorflow as tf
 
-    if not batches:
-        return []
-    signature = tuple(tf.TensorSpec(shape=(None,), dtype=tf.as_dtype(a.dtype)) for a in batches[0])
-    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature).prefetch(2)
-
-
-def _epoch_batches(
-    cfg: TrainConfig, sampler: NegativeSampler, rng: np.random.Generator
-) -> list[tuple[np.ndarray, ...]]:
-    if cfg.loss == "bce":
-        arrays: tuple[np.ndarray, ...] = sampler.sample()
-    elif cfg.loss == "bpr":
-        arrays = sampler.pairs()
-    else:
-        order = rng.permutation(len(sampler.users))
-        arrays = (sampler.users[order], sampler.items[order])
-    n, b = len(arrays[0]), cfg.batch_size
-    return [tuple(a[s : s + b] for a in arrays) for s in range(0, n, b)]
+    signature = tuple(tf.TensorSpec(shape=(None,), dtype=dtype) for dtype in _SIGNATURES[cfg.loss])
+    return tf.data.Dataset.from_generator(lambda: data.epoch(cfg), output_signature=signature).prefetch(2)
 
 
 def train_epochs(
@@ -123,6 +125,19 @@ def train_epochs(
     split: Split | None = None,
     model: Any = None,
 ) -> FitResult:
+    """`train_on` the in-memory positives (users[k], items[k])."""
+    return train_on(cfg, num_users, num_items, MemoryInput(users, items, num_items), epochs, split, model)
+
+
+def train_on(
+    cfg: TrainConfig,
+    num_users: int,
+    num_items: int,
+    data: TrainInput,
+    epochs: int,
+    split: Split | None = None,
+    model: Any = None,
+) -> FitResult:
     """Train for up to `epochs`; with a validation split, stop early and keep the best epoch's weights."""
     import keras
 
@@ -131,33 +146,44 @@ def train_epochs(
     keras.utils.set_random_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model, num_users, num_items, cfg)
-    rng = np.random.default_rng(cfg.seed)
-    probs = None
-    if cfg.negative_sampling == "popularity":
-        probs = popularity_weights(items, num_items, cfg.negative_alpha)
-    sampler = NegativeSampler(users, items, num_items, cfg.negatives, rng, probs)
-    counts = np.maximum(np.bincount(items, minlength=num_items), 1)
+    data.start(cfg, np.random.default_rng(cfg.seed))
+    counts = np.maximum(data.item_counts, 1)
     step = _steps(model, cfg, np.log(counts / counts.sum()).astype(np.float32))[cfg.loss]
 
     result = FitResult(model=model, history={"loss": []})
     best_weights, since_best = None, 0
+    # On a terminal the bar shows each epoch; the log line then only goes to debug.
+    level = logging.DEBUG if terminal() else logging.INFO
     start = time.perf_counter()
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        losses = [float(step(*batch)) for batch in _as_dataset(_epoch_batches(cfg, sampler, rng))]
-        result.history["loss"].append(float(np.mean(losses)))
-        line = f"loss {result.history['loss'][-1]:.4f}"
-        if split is not None:
-            score = validation_ndcg(model, split, num_users, cfg.validation_k)
-            result.history.setdefault("val_ndcg", []).append(score)
-            line += f" val_ndcg@{cfg.validation_k} {score:.4f}"
-            if result.validation_ndcg is None or score > result.validation_ndcg:
-                result.validation_ndcg, result.best_epoch = score, epoch + 1
-                best_weights, since_best = model.get_weights(), 0
-            else:
-                since_best += 1
-        log.info(
-            "train %s: epoch %d/%d %s (%.1f s)", cfg.model, epoch + 1, epochs, line, time.perf_counter() - t0
+        title = f"{cfg.model} epoch {epoch + 1}/{epochs}"
+        with EpochProgress(title, data.num_batches(cfg)) as bar:
+            losses = []
+            for batch in _as_dataset(data, cfg):
+                losses.append(float(step(*batch)))
+                bar.step(losses[-1])
+            result.history["loss"].append(float(np.mean(losses)) if losses else float("nan"))
+            line = f"loss {result.history['loss'][-1]:.4f}"
+            if split is not None:
+                bar.note("validating")
+                score = validation_ndcg(model, split, num_users, cfg.validation_k)
+                bar.note(f"val_ndcg@{cfg.validation_k} {score:.4f}")
+                result.history.setdefault("val_ndcg", []).append(score)
+                line += f" val_ndcg@{cfg.validation_k} {score:.4f}"
+                if result.validation_ndcg is None or score > result.validation_ndcg:
+                    result.validation_ndcg, result.best_epoch = score, epoch + 1
+                    best_weights, since_best = model.get_weights(), 0
+                else:
+                    since_best += 1
+        log.log(
+            level,
+            "train %s: epoch %d/%d %s (%.1f s)",
+            cfg.model,
+            epoch + 1,
+            epochs,
+            line,
+            time.perf_counter() - t0,
         )
         if split is not None and since_best >= cfg.patience:
             log.info("train %s: early stop, best epoch %d", cfg.model, result.best_epoch)
@@ -170,9 +196,7 @@ def train_epochs(
     return result
 
 
-def _initial_model(
-    cfg: TrainConfig, num_users: int, num_items: int, users: np.ndarray, items: np.ndarray
-) -> Any:
+def _initial_model(cfg: TrainConfig, num_users: int, num_items: int, data: TrainInput) -> Any:
     """None, or for neumf with pretrain: a NeuMF started from a GMF and an MLP trained first."""
     if not (cfg.model == "neumf" and cfg.pretrain):
         return None
@@ -181,7 +205,7 @@ def _initial_model(
     parts = {}
     for name in ("gmf", "mlp"):
         part_cfg = cfg.model_copy(update={"model": name})
-        parts[name] = train_epochs(part_cfg, num_users, num_items, users, items, cfg.epochs).model
+        parts[name] = train_on(part_cfg, num_users, num_items, data, cfg.epochs).model
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
@@ -198,21 +222,34 @@ def fit(
     items: np.ndarray,
     last_ts: np.ndarray,
 ) -> FitResult:
-    """Fit `cfg.model`: early stopping on a validation split carved from train, then (cfg.refit)
-    retraining on all of train for the best epoch count."""
+    """Fit `cfg.model` on in-memory positives (see `fit_input`)."""
     split = carve_validation(users, items, last_ts, num_users) if cfg.validation else None
-    if split is None or len(split.val_users) == 0:
-        init = _initial_model(cfg, num_users, num_items, users, items)
-        return train_epochs(cfg, num_users, num_items, users, items, cfg.epochs, model=init)
-    init = _initial_model(cfg, num_users, num_items, split.fit_users, split.fit_items)
-    searched = train_epochs(
-        cfg, num_users, num_items, split.fit_users, split.fit_items, cfg.epochs, split, init
-    )
+    fit_part = None if split is None else MemoryInput(split.fit_users, split.fit_items, num_items)
+    return fit_input(cfg, num_users, num_items, fit_part, split, lambda: MemoryInput(users, items, num_items))
+
+
+def fit_input(
+    cfg: TrainConfig,
+    num_users: int,
+    num_items: int,
+    fit_part: TrainInput | None,
+    split: Split | None,
+    everything: Callable[[], TrainInput],
+) -> FitResult:
+    """Fit `cfg.model`: early stopping on `split` while training on `fit_part` (train minus the
+    validation items), then (cfg.refit) retraining on `everything()` for the best epoch count."""
+    if fit_part is None or split is None or len(split.val_users) == 0:
+        data = everything()
+        init = _initial_model(cfg, num_users, num_items, data)
+        return train_on(cfg, num_users, num_items, data, cfg.epochs, model=init)
+    init = _initial_model(cfg, num_users, num_items, fit_part)
+    searched = train_on(cfg, num_users, num_items, fit_part, cfg.epochs, split, init)
     if not cfg.refit:
         return searched
     log.info("train %s: refit on all of train for %d epochs", cfg.model, searched.best_epoch)
-    init = _initial_model(cfg, num_users, num_items, users, items)
-    final = train_epochs(cfg, num_users, num_items, users, items, searched.best_epoch, model=init)
+    data = everything()
+    init = _initial_model(cfg, num_users, num_items, data)
+    final = train_on(cfg, num_users, num_items, data, searched.best_epoch, model=init)
     final.history = {**searched.history, "refit_loss": final.history["loss"]}
     final.best_epoch, final.validation_ndcg = searched.best_epoch, searched.validation_ndcg
     final.seconds += searched.seconds
