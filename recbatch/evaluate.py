@@ -22,7 +22,7 @@ import numpy as np
 
 from recbatch.config import Config
 from recbatch.diagnostics import long_tail, personalisation
-from recbatch.errors import DataError
+from recbatch.errors import ConfigError, DataError
 from recbatch.layout import RunLayout
 from recbatch.metrics import METRIC_NAMES, ranking_metrics
 from recbatch.models.network_numpy import NETWORK_FILE, load_network
@@ -171,6 +171,14 @@ def run_evaluate(
             results[name][f"ndcg@{p}"],
         )
 
+    two_stage = {}
+    if ecfg.two_stage_retriever is not None and candidates is None:
+        two_stage = _two_stage(
+            scorers, results, ecfg.two_stage_retriever, ecfg.two_stage_n, users, seen, relevant, p
+        )
+        for name, row in two_stage.items():
+            log.info("evaluate %s: recall@%d %.4f (exact %.4f)", name, p, row["recall"], row["exact_recall"])
+
     metrics = {
         "k": ks,
         "primary_k": p,
@@ -185,6 +193,7 @@ def run_evaluate(
         "long_tail": tails,
         "personalisation": personal,
         "histories": histories,
+        "two_stage": two_stage,
     }
     write_json(layout.metrics, metrics)
     if ecfg.report:
@@ -192,6 +201,50 @@ def run_evaluate(
 
         write_report(metrics, layout.eval_dir)
     return metrics
+
+
+def _two_stage(
+    scorers: dict[str, Scorer],
+    exact: dict[str, dict[str, float]],
+    retriever: str,
+    n: int,
+    users: np.ndarray,
+    seen: list[np.ndarray],
+    relevant: list[np.ndarray],
+    k: int,
+) -> dict[str, dict[str, float]]:
+    """Recall@k of retrieve-top-n-then-rerank against exact ranking (`exact`), per network model.
+
+    The retriever's top n unseen items become each user's candidates; the network model
+    ranks only those. `overlap` is the share of the exact top-k items the two stages keep.
+    """
+    if not isinstance(scorers.get(retriever), DotScorer):
+        raise ConfigError(
+            f"evaluate.two_stage_retriever = {retriever!r} is not a dot-product model of this run; "
+            "add it to evaluate.extra_models (mf, gmf, two_tower), or use als with the als baseline on"
+        )
+    retrieved = rank_users(scorers[retriever], users, n, seen)
+    candidates = [row[row >= 0] for row in retrieved]
+    out = {}
+    for name, scorer in scorers.items():
+        if not isinstance(scorer, NetworkScorer):
+            continue
+        full = rank_users(scorer, users, k, seen)
+        staged = rank_users(scorer, users, k, seen, candidates)
+        recall = ranking_metrics(staged, relevant, [k], scorer.shape[1])[f"recall@{k}"]
+        kept = [
+            len(np.intersect1d(a[a >= 0], b[b >= 0])) / max(1, int((a >= 0).sum()))
+            for a, b in zip(full, staged, strict=True)
+        ]
+        out[f"{name} <- {retriever} top-{n}"] = {
+            "k": k,
+            "n": n,
+            "exact_recall": exact[name][f"recall@{k}"],
+            "recall": recall,
+            "recall_cost": exact[name][f"recall@{k}"] - recall,
+            "overlap": float(np.mean(kept)),
+        }
+    return out
 
 
 def format_metrics_table(metrics: dict[str, Any]) -> str:

@@ -158,6 +158,25 @@ def render_markdown(metrics: dict[str, Any], plots: list[tuple[str, str]]) -> st
             lines.append(
                 f"| {name} | {row['kendall_tau']:.3f} | {row['identical_top_k']:.2f} | {row['pairs']} |"
             )
+    two_stage = metrics.get("two_stage", {})
+    if two_stage:
+        lines += [
+            "",
+            "## Two-stage scoring: what retrieval costs",
+            "",
+            "Each user's top-N unseen items by a dot-product retriever, re-ranked by the network model, against "
+            "the network model's exact ranking of every unseen item (same users, same split). In batch scoring "
+            "the same pipeline is a retriever run with `score.k = N` whose published table is the next run's "
+            "`score.candidates`.",
+            "",
+            f"| pipeline | recall@{k} exact | recall@{k} two-stage | cost | exact top-{k} kept |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in two_stage.items():
+            lines.append(
+                f"| {name} | {row['exact_recall']:.4f} | {row['recall']:.4f} | {row['recall_cost']:+.4f} "
+                f"| {row['overlap']:.1%} |"
+            )
     lines += ["", "## Plots", ""]
     for title, file in plots:
         lines += [f"### {title}", "", f"![{title}]({file})", ""]

@@ -254,3 +254,43 @@ def test_report_warns_about_sampled_metrics_and_names_the_winner() -> None:
     assert "Warning: sampled protocol" in text and "Krichene & Rendle" in text
     assert "**mf** (HR@10 0.1000, NDCG@10 0.1000); it beats Spark ALS" in text
     assert "| **mf** | 0.1000" in text and "| als | 0.0500" in text
+
+
+def test_two_stage_cost_is_zero_when_retrieving_everything_and_matches_a_naive_rerank(tmp_path: Path) -> None:
+    from recbatch.ranking import rank_users
+    from recbatch.train import run_train
+
+    data = clustered_data(n_users=30, n_items=16, per_user=4, seed=6)
+    layout = write_prepared(tmp_path, data)
+    config = tiny_config(tmp_path, "mlp", epochs=2, mlp_layers=[8, 4], validation=False)
+    config.evaluate.baselines = []
+    config.evaluate.report = True
+    config.evaluate.extra_models = ["mf"]
+    config.evaluate.two_stage_retriever = "mf"
+    run_train(config, layout)
+
+    config.evaluate.two_stage_n = 16  # the whole catalogue: the same ranking as exact scoring
+    row = run_evaluate(config, layout)["two_stage"]["mlp <- mf top-16"]
+    assert row["recall_cost"] == 0.0 and row["overlap"] == 1.0 and row["recall"] == row["exact_recall"]
+
+    config.evaluate.two_stage_n = 3
+    metrics = run_evaluate(config, layout)
+    row = metrics["two_stage"]["mlp <- mf top-3"]
+    assert 0.0 <= row["overlap"] <= 1.0 and row["n"] == 3
+    assert "Two-stage scoring" in (layout.eval_dir / "report.md").read_text()
+    # Naive reference: the retriever's top 3 unseen items, re-sorted by the network's logits.
+    from recbatch.evaluate import _train_extra, model_scorer_from_artifacts
+    from recbatch.training.artifacts import read_manifest
+
+    network = model_scorer_from_artifacts(layout, read_manifest(layout.model_manifest))
+    retriever, _ = _train_extra(config, layout, "mf", 30, 16)
+    tr_u, tr_i, te_u, te_i, n_users, _ = data
+    seen = [np.asarray(sorted(s), dtype=np.int64) for s in as_sets(tr_u, tr_i, n_users).values()]
+    users = np.unique(te_u)
+    top3 = rank_users(retriever, users, 3, [seen[u] for u in users])
+    hits = 0
+    for row_items, u in zip(top3, users, strict=True):
+        logits = network.scores(np.array([u]))[0]
+        best = sorted(row_items.tolist(), key=lambda i: (-logits[i], i))[: metrics["primary_k"]]
+        hits += int(te_i[te_u == u][0] in best)
+    assert row["recall"] == pytest.approx(hits / len(users))
