@@ -40,8 +40,11 @@ def test_tiny_bench_runs_recbatch_and_als_and_naive(spark, tmp_path):
     mine = results["contenders"]["recbatch"]
     assert mine["exact_users"] == mine["sampled_users"] == 20
     assert mine["worker_peak_rss_bytes"] > 0
+    rerun = mine["rerun"]
+    assert rerun["rows"] > 0 and rerun["rows_identical"] and rerun["files_byte_identical"]
     table = summarise(results)
     assert set(table) == {"recbatch", "als", "naive"}
     assert table["als"]["vs_als"] == 1.0 and table["recbatch"]["pairs_per_s"] > 0
     report = format_report(results)
     assert "| recbatch |" in report and "20/20 sampled users identical" in report
+    assert "rows identical" in report and "byte-identical" in report

@@ -10,7 +10,8 @@ Contenders (the same seeded random factors and seen items for all):
   naive        crossJoin users x items + pandas_udf dot + left_anti seen + window rank, small size
 Every contender: one warm-up, then `runs` timed runs; the median is reported as pairs/s.
 Exactness: recbatch's Spark output for sampled users equals a numpy float32 brute force
-(full sort by (-score, item index)). Peak RSS of Spark's Python workers is sampled from /proc.
+(full sort by (-score, item index)). Rerun identity: recbatch scores twice to Parquet and the
+two outputs are compared row for row and part file by part file (bytes). Peak RSS of Spark's Python workers is sampled from /proc.
 """
 
 from __future__ import annotations
@@ -126,8 +127,13 @@ def _recbatch(spark, spec, folder: Path, items, plan, rss: WorkerRss, sample) ->
     seconds = _timed(lambda: scored().write.format("noop").mode("overwrite").save(), spec.runs)
     peak = rss.stop_window()
     out = folder / "recbatch_out"
-    scored().write.mode("overwrite").parquet(str(out))
-    got = spark.read.parquet(str(out)).filter(F.col("user_idx").isin([int(u) for u in sample])).collect()
+    for run in ("run1", "run2"):
+        scored().write.mode("overwrite").parquet(str(out / run))
+    got = (
+        spark.read.parquet(str(out / "run1"))
+        .filter(F.col("user_idx").isin([int(u) for u in sample]))
+        .collect()
+    )
     by_user: dict[int, list[tuple[int, int]]] = {int(u): [] for u in sample}
     for row in got:
         by_user[row.user_idx].append((row.rank, row.item_idx))
@@ -135,6 +141,34 @@ def _recbatch(spark, spec, folder: Path, items, plan, rss: WorkerRss, sample) ->
         "seconds": seconds,
         "worker_peak_rss_bytes": peak,
         "top": [[i for _, i in sorted(by_user[int(u)])] for u in sample],
+        "rerun": rerun_identity(out / "run1", out / "run2"),
+    }
+
+
+def _part_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"), key=lambda p: p.name.split("-")[1])
+
+
+def rerun_identity(first: Path, second: Path) -> dict[str, Any]:
+    """Compare two Parquet outputs of the same scoring: rows (sorted) and part files byte for byte.
+
+    Part files are paired by their task number: Spark's names differ per write job only in a
+    random job id, so the bytes are compared, not the names.
+    """
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    tables = [
+        pq.read_table(f).sort_by([("user_idx", "ascending"), ("rank", "ascending")]) for f in (first, second)
+    ]
+    parts = [_part_files(f) for f in (first, second)]
+    digests = [[hashlib.sha256(p.read_bytes()).hexdigest() for p in files] for files in parts]
+    return {
+        "rows": tables[0].num_rows,
+        "rows_identical": tables[0].equals(tables[1]),
+        "part_files": len(parts[0]),
+        "files_byte_identical": len(parts[0]) > 0 and digests[0] == digests[1],
     }
 
 
@@ -314,6 +348,13 @@ def format_report(results: dict[str, Any]) -> str:
         lines.append(
             f"exact: {mine['exact_users']}/{mine['sampled_users']} sampled users identical to numpy brute force"
         )
+        rerun = mine.get("rerun")
+        if rerun:
+            lines.append(
+                f"rerun: scored twice to Parquet, {rerun['rows']:,} rows "
+                f"{'identical' if rerun['rows_identical'] else 'DIFFERENT'}, {rerun['part_files']} part files "
+                f"{'byte-identical' if rerun['files_byte_identical'] else 'NOT byte-identical'}"
+            )
     for name in ("tf", "tf-mask", "numpy", "recbatch-1p"):
         got = results["contenders"].get(name, {})
         if "maxrss_bytes" in got:
