@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install check-java demo test lint format bench bench-prepare clean
+.PHONY: help install check-java demo test lint format bench bench-network bench-prepare clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ BENCH_LOCK := $(shell command -v flock >/dev/null 2>&1 && echo flock /tmp/recbat
 
 bench: install ## Scoring benchmark vs Spark ALS (BENCH_SIZE=quick|full, BENCH_RUNS=3)
 	$(BENCH_LOCK) $(BIN)/recbatch bench score --size $(BENCH_SIZE) --runs $(BENCH_RUNS)
+
+bench-network: install ## NeuMF exact scoring vs the Keras model on every pair (BENCH_SIZE=quick|full)
+	$(BENCH_LOCK) $(BIN)/recbatch bench network --size $(BENCH_SIZE) --runs $(BENCH_RUNS)
 
 BENCH_EVENTS ?= 20000000
 

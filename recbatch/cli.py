@@ -235,6 +235,10 @@ def score(
         return
     manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout)
     typer.echo(f"published {manifest['rows']:,} rows for {manifest['users']:,} users -> {manifest['path']}")
+    from recbatch.summary import source_lines
+
+    for line in source_lines(manifest):
+        typer.echo(line)
 
 
 @app.command()
@@ -331,6 +335,31 @@ def bench_score(
     from recbatch.bench.score import bench_score as run_bench_score
 
     _, report = run_bench_score(size, runs, out, only)
+    typer.echo(report, nl=False)
+
+
+@bench_app.command("network")
+@handles_errors
+def bench_network(
+    size: Annotated[
+        str, typer.Option(help="tiny (2K x 500), quick (20K x 5K) or full (100K x 20K).")
+    ] = "quick",
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per contender, after one warm-up.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for inputs, results.json and report.md.")] = Path(
+        "out/bench"
+    ),
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Contenders: recbatch, recbatch-1p, keras-call, keras-predict, keras-function (repeatable)."
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Exact NeuMF top-K scoring (Spark and one process) vs the Keras model evaluated on every pair."""
+    from recbatch.bench.network import bench_network as run_bench_network
+
+    _, report = run_bench_network(size, runs, out, only)
     typer.echo(report, nl=False)
 
 

@@ -76,14 +76,19 @@ def score_and_publish(
     started = time.perf_counter()
     recommendations = run_score(spark, config, layout, run_id)
     model_manifest = json.loads(layout.model_manifest.read_text(encoding="utf-8"))
+    expected = expected_rows_per_user(spark, config, layout)
+    k = config.score.k
+    if config.score.candidates is not None and config.score.candidates_output == "all":
+        # Every candidate is kept: the row bound is the largest candidate list, not score.k.
+        k = int(expected.agg({"expected": "max"}).first()[0] or 1)
     manifest = publish_table(
         recommendations,
         config.publish,
         layout.published_root,
         layout.date,
         run_id,
-        config.score.k,
-        expected_rows_per_user(spark, config, layout),
+        k,
+        expected,
         {
             "model": model_manifest.get("model"),
             "config_hash": config.fingerprint(),

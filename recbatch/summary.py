@@ -65,6 +65,7 @@ def render_run(spark: SparkSession, result: RunResult) -> str:
         "",
         f"published {published.get('rows', 0):,} recommendations for {published.get('users', 0):,} users"
         f" -> {published.get('path')}",
+        *source_lines(published),
         "",
         "top-5 of three users:",
     ]
@@ -75,3 +76,11 @@ def render_run(spark: SparkSession, result: RunResult) -> str:
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     lines += ["", f"stage times: {timings}"]
     return "\n".join(lines)
+
+
+def source_lines(published: dict[str, Any]) -> list[str]:
+    """One line per recommendation source (model / fallback) of a publish manifest."""
+    return [
+        f"  from {source:<9} {counts['rows']:>10,} rows for {counts['users']:,} users"
+        for source, counts in sorted(published.get("by_source", {}).items())
+    ]

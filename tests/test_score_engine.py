@@ -157,10 +157,9 @@ def _write_run(spark, layout: RunLayout, users, items, train, test, model="mf"):
     spark.createDataFrame(
         [(f"i{i}", i) for i in range(len(items))], "item_id string, item_idx int"
     ).write.parquet(str(layout.item_vocab))
-    rows = [(u, i, 1, 1.0, None, 0) for u, i in train + test]
-    spark.createDataFrame(
-        rows, "user_idx int, item_idx int, count long, weight double, rating double, last_ts long"
-    ).write.parquet(str(layout.interactions))
+    schema = "user_idx int, item_idx int, count long, weight double, rating double, last_ts long"
+    for path, pairs in ((layout.interactions, train + test), (layout.train, train)):
+        spark.createDataFrame([(u, i, 1, 1.0, None, 0) for u, i in pairs], schema).write.parquet(str(path))
 
 
 def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path):
@@ -176,15 +175,17 @@ def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path):
     _write_run(spark, layout, users, items, train=[(0, 0), (1, 3)], test=[(0, 1)])
 
     got = run_score(spark, config, layout, "r1")
-    assert got.columns == ["user_id", "item_id", "score", "rank", "model", "run_id"]
-    rows = sorted((r.user_id, r.rank, r.item_id, r.score, r.model, r.run_id) for r in got.collect())
+    assert got.columns == ["user_id", "item_id", "score", "rank", "source", "model", "run_id"]
+    rows = sorted((r.user_id, r.rank, r.item_id, r.score, r.source, r.model, r.run_id) for r in got.collect())
     assert rows == [
-        ("u0", 1, "i2", 1.0, "mf", "r1"),  # i0 (train) and i1 (test) are excluded
-        ("u0", 2, "i3", 0.0, "mf", "r1"),  # tie at 0 with i4: lower index first
-        ("u1", 1, "i4", 2.0, "mf", "r1"),
-        ("u1", 2, "i0", 0.0, "mf", "r1"),
-        ("u2", 1, "i0", 3.0, "mf", "r1"),
-        ("u2", 2, "i3", 3.0, "mf", "r1"),
+        ("u0", 1, "i2", 1.0, "model", "mf", "r1"),  # i0 (train) and i1 (test) are excluded
+        ("u0", 2, "i3", 0.0, "model", "mf", "r1"),  # tie at 0 with i4: lower index first
+        ("u1", 1, "i4", 2.0, "model", "mf", "r1"),
+        ("u1", 2, "i0", 0.0, "model", "mf", "r1"),
+        # u2 has no train rows, so its vector is untrained: the most popular train items instead
+        # (i0 and i3, one of two train users each; ties by index), scored by that share.
+        ("u2", 1, "i0", 0.5, "fallback", "mf", "r1"),
+        ("u2", 2, "i3", 0.5, "fallback", "mf", "r1"),
     ]
     expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
     assert expected == {"u0": 3, "u1": 4, "u2": 5}
@@ -317,17 +318,26 @@ def test_run_score_scores_only_listed_users(spark, tmp_path):
     config = Config()
     config.score.users = str(listed)
     got = run_score(spark, config, layout, "r1").collect()
+    assert {(r.user_id, r.source) for r in got} == {("u0", "model"), ("u5", "model"), ("ghost", "fallback")}
+    assert len(got) == 3 * config.score.k
+    # The unknown user gets the popular items (i0, i1 first), nothing seen to exclude.
+    assert [r.item_id for r in sorted(got, key=lambda r: r.rank) if r.user_id == "ghost"][:2] == ["i0", "i1"]
+    expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
+    assert expected == {"u0": N_ITEMS - 1, "u5": N_ITEMS - 1, "ghost": N_ITEMS}
+    config.score.fallback = "none"
+    got = run_score(spark, config, layout, "r1").collect()
     assert {r.user_id for r in got} == {"u0", "u5"} and len(got) == 2 * config.score.k
     assert {r.user_id for r in expected_rows_per_user(spark, config, layout).collect()} == {"u0", "u5"}
 
 
-def test_network_models_are_refused_rather_than_ranked_by_their_embeddings(tmp_path):
+def test_network_models_need_their_weights_rather_than_ranking_by_embeddings(tmp_path):
     import json
 
-    from recbatch.errors import PipelineError
     from recbatch.score.engine import read_model_manifest
 
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"model": "neumf", "score_activation": "sigmoid", "scoring": "network"}))
-    with pytest.raises(PipelineError, match="scores through its network"):
+    with pytest.raises(DataError, match=r"network.npz not found .* rerun `recbatch train`"):
         read_model_manifest(manifest)
+    (tmp_path / "network.npz").write_bytes(b"")
+    assert read_model_manifest(manifest)["scoring"] == "network"

@@ -4,9 +4,12 @@ Each export reads the version the date's pointer names (never a half-published o
 writes next to its final place and is renamed in, so a consumer polling the export
 folder never sees a partial file either:
 
-    <exports>/<table>/dt=<date>/csv/        part files: user_id,item_id,score,rank,model,run_id (header)
-    <exports>/<table>/dt=<date>/jsonl/      part files: {"user_id", "model", "run_id", "items": [{"item_id", "score"}...]}
-    <exports>/<table>/dt=<date>/<table>.sqlite   table <table>(user_id, rank, item_id, score, model, run_id), indexed by user
+    <exports>/<table>/dt=<date>/csv/        part files: user_id,item_id,score,rank,source,model,run_id (header)
+    <exports>/<table>/dt=<date>/jsonl/      part files: {"user_id", "source", "model", "run_id", "items": [{"item_id", "score"}...]}
+    <exports>/<table>/dt=<date>/<table>.sqlite   table <table>(user_id, rank, item_id, score, source, model, run_id)
+
+`source` is "model" or "fallback" (cold-start users); tables published before it existed
+export it as "model".
 """
 
 from __future__ import annotations
@@ -25,15 +28,26 @@ if TYPE_CHECKING:
 SQLITE_BATCH = 50_000
 
 
+def with_source(recommendations: DataFrame) -> DataFrame:
+    """The table with a `source` column (tables published before it existed hold model rows only)."""
+    from pyspark.sql import functions as F
+
+    if "source" in recommendations.columns:
+        return recommendations
+    return recommendations.withColumn("source", F.lit("model"))
+
+
 def per_user_lists(recommendations: DataFrame) -> DataFrame:
     """One row per user with its items in rank order (the shape key-value stores serve)."""
     from pyspark.sql import functions as F
 
     return (
-        recommendations.groupBy("user_id", "model", "run_id")
+        with_source(recommendations)
+        .groupBy("user_id", "source", "model", "run_id")
         .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id", "score"))).alias("ranked"))
         .select(
             "user_id",
+            "source",
             "model",
             "run_id",
             F.transform(
@@ -58,8 +72,9 @@ def _export_csv(recommendations: DataFrame, target: Path) -> None:
     staging = target.with_name(f".{target.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     (
-        recommendations.orderBy("user_id", "rank")
-        .select("user_id", "item_id", "score", "rank", "model", "run_id")
+        with_source(recommendations)
+        .orderBy("user_id", "rank")
+        .select("user_id", "item_id", "score", "rank", "source", "model", "run_id")
         .write.option("header", True)
         .csv(str(staging))
     )
@@ -77,22 +92,24 @@ def _export_sqlite(recommendations: DataFrame, target: Path, table: str) -> None
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
     rows = (
-        recommendations.orderBy("user_id", "rank")
-        .select("user_id", "rank", "item_id", "score", "model", "run_id")
+        with_source(recommendations)
+        .orderBy("user_id", "rank")
+        .select("user_id", "rank", "item_id", "score", "source", "model", "run_id")
         .toLocalIterator()
     )
     with sqlite3.connect(tmp) as db:
         db.execute(
             f'CREATE TABLE "{table}" (user_id TEXT NOT NULL, rank INTEGER NOT NULL, item_id TEXT NOT NULL, '
-            "score REAL NOT NULL, model TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (user_id, rank))"
+            "score REAL NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL, run_id TEXT NOT NULL, "
+            "PRIMARY KEY (user_id, rank))"
         )
         batch: list[tuple[Any, ...]] = []
         for row in rows:
             batch.append(tuple(row))
             if len(batch) >= SQLITE_BATCH:
-                db.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?, ?, ?, ?)', batch)
+                db.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?, ?, ?, ?, ?)', batch)
                 batch.clear()
-        db.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?, ?, ?, ?)', batch)
+        db.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?, ?, ?, ?, ?)', batch)
     os.replace(tmp, target)
 
 

@@ -41,6 +41,7 @@ _CORE_KEYS = (
     "path",
     "rows",
     "users",
+    "by_source",
     "k",
     "columns",
     "schema",
@@ -187,6 +188,7 @@ def publish_table(
             "path": str(pointer),
             "rows": stats["rows"],
             "users": stats["users"],
+            **({"by_source": stats["by_source"]} if "by_source" in stats else {}),
             "k": k,
             "columns": staged.columns,
             "schema": [

@@ -71,3 +71,18 @@ def network_logits(weights: dict[str, Any], users: np.ndarray, items: np.ndarray
         np.maximum(h, 0.0, out=h)
     logits += (h @ out_w[g:]).reshape(len(users), len(items))
     return logits
+
+
+def network_pair_logits(weights: dict[str, Any], users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Logits of aligned pairs: row r of `users` with row r of `items` (candidate scoring)."""
+    users = np.asarray(users, dtype=np.float32)
+    items = np.asarray(items, dtype=np.float32)
+    g = int(weights["gmf_dim"])
+    out_w = np.asarray(weights["out_w"], dtype=np.float32).ravel()
+    logits = np.full(len(users), float(np.ravel(weights["out_b"])[0]), dtype=np.float32)
+    if g:
+        logits += (users[:, :g] * items[:, :g]) @ out_w[:g]
+    h = np.concatenate([users[:, g:], items[:, g:]], axis=1)
+    for layer in range(int(weights["n_layers"])):
+        h = np.maximum(h @ weights[f"w{layer}"] + weights[f"b{layer}"], 0.0)
+    return logits + h @ out_w[g:]

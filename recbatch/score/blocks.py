@@ -134,14 +134,21 @@ def score_batches(
     item_tile: int | None = None,
     item_ids: np.ndarray | None = None,
     n_catalogue: int | None = None,
+    network: dict[str, np.ndarray] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Score a stream of user batches (one Spark partition) in blocks of `user_block` users.
 
     With `item_ids`, `items` holds only the allowed items (row r is catalogue item
-    item_ids[r]) of a catalogue of `n_catalogue` items.
+    item_ids[r]) of a catalogue of `n_catalogue` items. With `network` (the dense weights
+    of an mlp/neumf model) users and items are embedding rows ranked by the network's logit.
     """
     n_items, dim = items.shape
-    scorer = TopKScorer(items, k, item_tile, item_ids)  # one score buffer for the whole partition
+    if network is None:
+        scorer = TopKScorer(items, k, item_tile, item_ids)  # one score buffer for the whole partition
+    else:
+        from recbatch.score.network_kernel import worker_scorer
+
+        scorer = worker_scorer(items, network, k, item_tile, item_ids)  # item side once per worker
     catalogue = n_catalogue or n_items
     decoded = (decode(batch, dim, catalogue) for batch in batches if batch.num_rows)
     for block in regroup(decoded, user_block):

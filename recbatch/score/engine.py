@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from recbatch.errors import DataError, PipelineError
 from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, score_batches
-from recbatch.score.filters import allowed_items, selected_users
+from recbatch.score.filters import allowed_items, listed_users, selected_users
 from recbatch.score.items import load_item_factors, ship_items
 from recbatch.score.plan import plan_for
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("user_id", "item_id", "score", "rank", "model", "run_id")
+OUTPUT_COLUMNS = ("user_id", "item_id", "score", "rank", "source", "model", "run_id")
 
 
 def score_users(
@@ -47,6 +47,7 @@ def score_users(
     item_tile: int | None = None,
     item_transport: str = "broadcast",
     allowed_items: np.ndarray | None = None,
+    network: dict[str, np.ndarray] | None = None,
 ) -> DataFrame:
     """Exact top-k items for every user in `user_factors` (user_idx, factors).
 
@@ -56,6 +57,8 @@ def score_users(
     `item_transport` is "broadcast" or "file" (a memory-mapped .npy shipped with the job).
     `allowed_items` (item indices) restricts candidates before selection, so users still get
     k items where k allowed unseen items exist (an allow list, or the complement of a deny list).
+    With `network` (an mlp/neumf model's dense weights) factors are embedding rows and ranking
+    is by the network's logit (recbatch.score.network_kernel); the weights travel by broadcast.
     """
     if k < 1 or user_block < 1:
         raise ValueError(f"k and user_block must be >= 1, got k={k}, user_block={user_block}")
@@ -74,6 +77,12 @@ def score_users(
             raise ValueError(f"allowed_items must be a non-empty set of item indices in 0..{n_catalogue - 1}")
         items = np.ascontiguousarray(items[item_ids])
     get_items = ship_items(spark, items, item_transport)
+    shared_network = None
+    if network is not None:
+        from recbatch.score.network_kernel import check_network
+
+        check_network(network, items.shape[1])
+        shared_network = spark.sparkContext.broadcast(network)
 
     n_parts = partitions or spark.sparkContext.defaultParallelism
     # Both join sides are partitioned alike up front, so the join needs no further exchange
@@ -95,7 +104,15 @@ def score_users(
 
     def score_partition(batches):
         yield from score_batches(
-            batches, get_items(), k, user_block, activation, item_tile, item_ids, n_catalogue
+            batches,
+            get_items(),
+            k,
+            user_block,
+            activation,
+            item_tile,
+            item_ids,
+            n_catalogue,
+            None if shared_network is None else shared_network.value,
         )
 
     return (
@@ -107,20 +124,29 @@ def score_users(
 
 
 def attach_ids(
-    scored: DataFrame, user_vocab: DataFrame, item_vocab: DataFrame, model: str, run_id: str
+    scored: DataFrame,
+    user_vocab: DataFrame | None,
+    item_vocab: DataFrame,
+    model: str,
+    run_id: str,
+    source: str = "model",
 ) -> DataFrame:
-    """Map user_idx/item_idx back to the original ids and add the model and run_id columns."""
-    return (
-        scored.join(user_vocab.select("user_idx", "user_id"), on="user_idx", how="inner")
-        .join(F.broadcast(item_vocab.select("item_idx", "item_id")), on="item_idx", how="inner")
-        .select(
-            F.col("user_id").cast("string").alias("user_id"),
-            F.col("item_id").cast("string").alias("item_id"),
-            F.col("score"),
-            F.col("rank"),
-            F.lit(model).alias("model"),
-            F.lit(run_id).alias("run_id"),
-        )
+    """Map user_idx/item_idx back to the original ids and add the source, model and run_id columns.
+
+    `user_vocab` None: `scored` already has user_id (the cold-start fallback's rows).
+    """
+    if user_vocab is not None:
+        scored = scored.join(user_vocab.select("user_idx", "user_id"), on="user_idx", how="inner")
+    return scored.join(
+        F.broadcast(item_vocab.select("item_idx", "item_id")), on="item_idx", how="inner"
+    ).select(
+        F.col("user_id").cast("string").alias("user_id"),
+        F.col("item_id").cast("string").alias("item_id"),
+        F.col("score"),
+        F.col("rank"),
+        F.lit(source).alias("source"),
+        F.lit(model).alias("model"),
+        F.lit(run_id).alias("run_id"),
     )
 
 
@@ -135,18 +161,26 @@ def read_model_manifest(path: Path) -> dict[str, Any]:
             f"model manifest {path} lacks 'model' or has score_activation={activation!r} "
             f"(expected one of {', '.join(ACTIVATIONS)}); rerun `recbatch train`"
         )
-    if manifest.get("scoring", "dot") != "dot":
-        # mlp/neumf are not dot products of their factor files; ranking by those would be
-        # silently wrong, so refuse until the engine scores their network.
+    scoring = manifest.get("scoring", "dot")
+    if scoring not in ("dot", "network"):
         raise PipelineError(
-            f"model {manifest['model']!r} scores through its network (scoring={manifest['scoring']!r}), "
-            "which batch scoring does not support yet; train a dot-product model for `recbatch score` "
-            "(seed, mf, gmf, two_tower) — mlp/neumf can still be trained and evaluated"
+            f"model manifest {path} has scoring={scoring!r} (expected 'dot' or 'network'); rerun `recbatch train`"
         )
+    if scoring == "network":
+        # mlp/neumf rank by their network, not by a dot product of the factor files: without
+        # the weights there is no exact score, so stop before any Spark work.
+        from recbatch.models.network_numpy import NETWORK_FILE
+
+        weights = path.parent / str(manifest.get("network_weights") or NETWORK_FILE)
+        if not weights.is_file():
+            raise DataError(
+                f"network weights {weights} not found for model {manifest['model']!r} "
+                "(scoring='network'); rerun `recbatch train`"
+            )
     return manifest
 
 
-def _require(layout: RunLayout, exclude_seen: bool) -> None:
+def _require(layout: RunLayout, exclude_seen: bool, fallback: bool = False) -> None:
     needed = {
         "user factors": (layout.user_factors, "train"),
         "item factors": (layout.item_factors, "train"),
@@ -156,6 +190,8 @@ def _require(layout: RunLayout, exclude_seen: bool) -> None:
     }
     if exclude_seen:
         needed["interactions"] = (layout.interactions, "prepare")
+    if fallback:
+        needed["train split"] = (layout.train, "prepare")
     for what, (path, stage) in needed.items():
         if not path.exists():
             raise DataError(
@@ -175,12 +211,16 @@ def _check_counts(what: str, model_rows: int, vocab_rows: int) -> None:
 def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: str) -> DataFrame:
     """The score stage: top-K recommendations for every user, with original ids.
 
-    Returns user_id, item_id, score, rank, model, run_id (lazy; nothing is written).
+    Returns user_id, item_id, score, rank, source, model, run_id (lazy; nothing is written).
     With score.exclude_seen every item the user interacted with (train and test) is excluded.
+    With score.fallback = "popularity", users without a trained vector get popular items
+    (source "fallback", recbatch.score.fallback); with score.candidates only the given pairs
+    are ranked (recbatch.score.candidates).
     """
     import pyarrow.parquet as pq
 
-    _require(layout, config.score.exclude_seen)
+    cold_start = config.score.fallback == "popularity" and config.score.candidates is None
+    _require(layout, config.score.exclude_seen, cold_start)
     manifest = read_model_manifest(layout.model_manifest)
     items = load_item_factors(layout.item_factors)
     user_vocab = spark.read.parquet(str(layout.user_vocab))
@@ -198,7 +238,24 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
     if config.score.exclude_seen:
         seen = spark.read.parquet(str(layout.interactions)).select("user_idx", "item_idx")
     allowed = allowed_items(spark, config.score, item_vocab, items.shape[0])
-    plan = plan_for(spark, config, n_users, items.shape[0], items.shape[1])
+    if config.score.candidates is not None:
+        return _score_candidates(spark, config, layout, user_factors, items, seen, allowed, manifest, run_id)
+    cold = None
+    if cold_start:
+        cold = _cold_users(spark, config, layout, user_vocab)
+        if cold is not None:
+            user_factors = user_factors.join(cold.select("user_idx"), on="user_idx", how="left_anti")
+    network = _network_weights(layout, manifest)  # mlp/neumf: ranked by their network
+    widths = None
+    if network is not None:
+        from recbatch.score.network_kernel import check_network, hidden_widths
+
+        try:
+            check_network(network, items.shape[1])
+        except ValueError as exc:  # broken artifacts, not a caller's mistake: exit code 4
+            raise PipelineError(str(exc)) from None
+        widths = tuple(hidden_widths(network))
+    plan = plan_for(spark, config, n_users, items.shape[0], items.shape[1], widths)
     log.info("%s", plan.describe())
     scored = score_users(
         spark,
@@ -212,26 +269,112 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
         item_tile=plan.item_tile,
         item_transport=plan.item_transport,
         allowed_items=allowed,
+        network=network,
+    )
+    model = str(manifest["model"])
+    recommendations = attach_ids(scored, user_vocab, item_vocab, model, run_id)
+    if cold is None:
+        return recommendations
+    from recbatch.score.fallback import fallback_recommendations, popularity_order
+
+    order, share = popularity_order(spark, spark.read.parquet(str(layout.train)), items.shape[0], allowed)
+    fallback = fallback_recommendations(spark, cold, seen, order, share, config.score.k)
+    return recommendations.unionByName(attach_ids(fallback, None, item_vocab, model, run_id, "fallback"))
+
+
+def _cold_users(
+    spark: SparkSession, config: Config, layout: RunLayout, user_vocab: DataFrame
+) -> DataFrame | None:
+    """user_id, user_idx (null if unknown) of the requested users without a trained vector, or None."""
+    from recbatch.score.fallback import users_without_vectors
+    from recbatch.score.filters import listed_users
+
+    requested = listed_users(spark, config.score)
+    cold = users_without_vectors(requested, user_vocab, spark.read.parquet(str(layout.train))).cache()
+    n_cold = cold.count()
+    if n_cold == 0:
+        cold.unpersist()
+        return None
+    log.info("score: %d users have no trained vector; they get the popularity fallback", n_cold)
+    return cold
+
+
+def _score_candidates(
+    spark: SparkSession,
+    config: Config,
+    layout: RunLayout,
+    user_factors: DataFrame,
+    items: np.ndarray,
+    seen: DataFrame | None,
+    allowed: np.ndarray | None,
+    manifest: dict[str, Any],
+    run_id: str,
+) -> DataFrame:
+    """The candidate-table mode of run_score: rank only the pairs in score.candidates."""
+    from recbatch.score.candidates import eligible_candidates, read_candidates, score_candidates
+
+    user_vocab = spark.read.parquet(str(layout.user_vocab))
+    item_vocab = spark.read.parquet(str(layout.item_vocab))
+    pairs, _ = read_candidates(spark, str(config.score.candidates), user_vocab, item_vocab)
+    k = config.score.k if config.score.candidates_output == "top_k" else None
+    scored = score_candidates(
+        spark,
+        user_factors,
+        items,
+        eligible_candidates(pairs, seen, allowed),
+        k,
+        manifest["score_activation"],
+        _network_weights(layout, manifest),
     )
     return attach_ids(scored, user_vocab, item_vocab, str(manifest["model"]), run_id)
+
+
+def _network_weights(layout: RunLayout, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The dense weights of an mlp/neumf model (manifest scoring "network"), else None."""
+    if manifest.get("scoring", "dot") != "network":
+        return None
+    from recbatch.models.network_numpy import NETWORK_FILE, load_network
+
+    path = layout.model_dir / str(manifest.get("network_weights") or NETWORK_FILE)
+    if not path.exists():
+        raise DataError(
+            f"network weights {path} not found for model {manifest['model']!r}; rerun `recbatch train`"
+        )
+    return load_network(path)
 
 
 def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayout) -> DataFrame:
     """user_id, expected: how many items each user can be recommended (unseen catalogue size).
 
-    Publishing checks each user got exactly min(k, expected) rows.
+    Publishing checks each user got exactly min(k, expected) rows. Users listed in
+    score.users but unknown to the model count when they get the fallback.
     """
     import pyarrow.parquet as pq
 
     n_items = pq.ParquetFile(layout.item_factors).metadata.num_rows
-    users = spark.read.parquet(str(layout.user_vocab)).select("user_idx", "user_id")
-    subset = selected_users(spark, config.score, users)
-    users = users if subset is None else subset
-    allowed = allowed_items(spark, config.score, spark.read.parquet(str(layout.item_vocab)), n_items)
+    vocab = spark.read.parquet(str(layout.user_vocab)).select("user_idx", "user_id")
+    item_vocab = spark.read.parquet(str(layout.item_vocab))
+    allowed = allowed_items(spark, config.score, item_vocab, n_items)
+    interactions = spark.read.parquet(str(layout.interactions)) if config.score.exclude_seen else None
+    if config.score.candidates is not None:
+        from recbatch.score.candidates import eligible_candidates, expected_candidate_rows, read_candidates
+
+        pairs, _ = read_candidates(spark, str(config.score.candidates), vocab, item_vocab)
+        subset = selected_users(spark, config.score, vocab)
+        if subset is not None:
+            pairs = pairs.join(subset.select("user_idx"), on="user_idx", how="left_semi")
+        k = config.score.k if config.score.candidates_output == "top_k" else None
+        return expected_candidate_rows(eligible_candidates(pairs, interactions, allowed), vocab, k)
+    listed = listed_users(spark, config.score)
+    if listed is None:
+        users = vocab
+    elif config.score.fallback == "popularity":
+        users = listed.join(vocab, on="user_id", how="left")  # unknown users: null user_idx, nothing seen
+    else:
+        users = selected_users(spark, config.score, vocab)
     n_allowed = n_items if allowed is None else len(allowed)
-    if not config.score.exclude_seen:
+    if interactions is None:
         return users.select(F.col("user_id"), F.lit(n_allowed).cast("long").alias("expected"))
-    interactions = spark.read.parquet(str(layout.interactions))
     if allowed is not None:
         # Only seen items that could have been recommended shrink a user's candidate set.
         allowed_df = spark.createDataFrame([(int(i),) for i in allowed], "item_idx int")

@@ -36,23 +36,33 @@ def _read_list(spark: SparkSession, path: str, column: str, what: str) -> DataFr
     return table.select(F.col(column).cast("string").alias(column)).dropDuplicates()
 
 
-def selected_users(spark: SparkSession, config: ScoreConfig, user_vocab: DataFrame) -> DataFrame | None:
-    """user_idx, user_id of the users listed in score.users (None: score every user).
-
-    Listed ids missing from the vocabulary (users without a model vector) are counted and logged.
-    """
+def listed_users(spark: SparkSession, config: ScoreConfig) -> DataFrame | None:
+    """The distinct user_id values of the score.users table (None when no table is configured)."""
     if config.users is None:
         return None
-    listed = _read_list(spark, config.users, "user_id", "users")
+    return _read_list(spark, config.users, "user_id", "users")
+
+
+def selected_users(spark: SparkSession, config: ScoreConfig, user_vocab: DataFrame) -> DataFrame | None:
+    """user_idx, user_id of the users listed in score.users that the model knows (None: every user).
+
+    Listed ids missing from the vocabulary (users without a model vector) are counted and
+    logged; they get the cold-start fallback where score.fallback is on, else no rows.
+    """
+    listed = listed_users(spark, config)
+    if listed is None:
+        return None
     known = user_vocab.select("user_id", "user_idx").join(listed, on="user_id", how="left_semi")
     n_listed, n_known = listed.count(), known.count()
+    fallback = config.fallback == "popularity" and config.candidates is None
     if n_known < n_listed:
         log.warning(
-            "score.users: %d of %d listed users have no model vector; they get no rows",
+            "score.users: %d of %d listed users are unknown to the model; they get %s",
             n_listed - n_known,
             n_listed,
+            "the popularity fallback" if fallback else "no rows",
         )
-    if n_known == 0:
+    if n_known == 0 and not fallback:
         raise DataError(
             f"score.users = {config.users!r}: none of its {n_listed} user ids is in the user vocabulary"
         )

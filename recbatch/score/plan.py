@@ -6,6 +6,11 @@ the buffer at K << items / 64). The plan picks the largest user block (up to 102
 steps of 64) whose buffer fits the worker budget with the whole catalogue as one tile:
 per-tile merges cost more than a smaller block. Only when even 256 users do not fit the
 whole catalogue are items cut into tiles. Pure arithmetic: no Spark, no numpy.
+
+Network models (mlp / neumf, recbatch.score.network_kernel) also hold, per worker, the item
+side of the network (one float per item and hidden unit, plus a GMF copy) and hidden
+activations for NETWORK_CHUNK_PAIRS pairs at a time, whatever the block and tile: those
+buffers come out of the worker budget before the block is sized.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ WORKER_BASE_MB = 96  # measured RSS of an idle pyspark worker with numpy and pya
 TEMP_FACTOR = 1.35  # buffer + prefilter temporaries (group maxima, gathered groups, masks)
 MIN_BLOCK, MAX_BLOCK, STEP = 256, 1024, 64
 USERS_PER_TASK = 250_000
+NETWORK_CHUNK_PAIRS = 4_096  # pairs per network pass: activations stay in cache (measured fastest)
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,9 @@ class ScorePlan:
     buffer_bytes: int
     worker_peak_bytes: int
     worker_budget_bytes: int
+    network_widths: tuple[int, ...] = ()  # hidden layer widths of an mlp/neumf model; () for dot products
+    network_item_bytes: int = 0  # the network's item side, cached once per worker
+    network_chunk_bytes: int = 0  # hidden activations of one chunk of pairs
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as plain JSON-able values."""
@@ -66,8 +75,20 @@ class ScorePlan:
                 f"  peak per worker ~{self.worker_peak_bytes / MIB:,.0f} MiB expected "
                 f"(item factors + {(self.worker_peak_bytes - self.item_bytes) / MIB:,.0f} MiB; "
                 f"budget item factors + {self.worker_budget_bytes / MIB:,.0f} MiB)",
+                *self._network_lines(),
             ]
         )
+
+    def _network_lines(self) -> list[str]:
+        if not self.network_widths:
+            return []
+        layers = "-".join(str(w) for w in self.network_widths) or "none"
+        return [
+            f"  network         hidden layers {layers}: exact logits, every pair scored",
+            f"  network items   {self.network_item_bytes / MIB:,.1f} MiB per worker (item side, computed once)",
+            f"  network chunk   {NETWORK_CHUNK_PAIRS:,} pairs per pass, "
+            f"{self.network_chunk_bytes / MIB:,.1f} MiB of activations",
+        ]
 
 
 def _round_block(n: int) -> int:
@@ -85,18 +106,24 @@ def make_plan(
     user_block: int | None = None,
     item_tile: int | None = None,
     partitions: int | None = None,
+    network_widths: tuple[int, ...] | None = None,
 ) -> ScorePlan:
     """Plan a scoring job; explicit user_block / item_tile / partitions override the plan's choice.
 
     `worker_memory_mb` is what a Python worker may use beyond the item factors (interpreter
     included); item factors larger than `broadcast_limit_mb` travel as a memory-mapped file.
+    `network_widths`: the hidden widths of an mlp/neumf model (None for dot-product models).
     """
     if min(items, dim, k, parallelism, worker_memory_mb) < 1 or users < 0:
         raise ValueError(
             f"cannot plan users={users} items={items} dim={dim} k={k} parallelism={parallelism} "
             f"worker_memory_mb={worker_memory_mb}: all must be >= 1"
         )
-    budget = max(worker_memory_mb - WORKER_BASE_MB - 8, 16) * MIB  # 8 MiB: Arrow batches in and out
+    widths = tuple(network_widths or ())
+    # Item side: a floor per hidden unit, a constant and a GMF copy (at most dim) per item.
+    net_items = items * (sum(widths) + 1 + dim) * 4 if network_widths is not None else 0
+    net_chunk = NETWORK_CHUNK_PAIRS * (sum(widths) + 1) * 4 if network_widths is not None else 0
+    budget = max(worker_memory_mb - WORKER_BASE_MB - 8 - net_chunk // MIB, 16) * MIB  # 8 MiB: Arrow I/O
     per_user_row = 4 * TEMP_FACTOR  # bytes per (user, item) slot of the buffer and temporaries
     if item_tile is None:
         fits = int(budget / (per_user_row * items))
@@ -112,7 +139,9 @@ def make_plan(
     item_bytes = items * dim * 4
     buffer_bytes = user_block * item_tile * 4
     io_bytes = user_block * (dim * 4 + 64) * 4  # Arrow batches in and out, decoded copies
-    peak = WORKER_BASE_MB * MIB + item_bytes + int(buffer_bytes * TEMP_FACTOR) + io_bytes
+    peak = (
+        WORKER_BASE_MB * MIB + item_bytes + int(buffer_bytes * TEMP_FACTOR) + io_bytes + net_items + net_chunk
+    )
     return ScorePlan(
         users=users,
         items=items,
@@ -126,10 +155,20 @@ def make_plan(
         buffer_bytes=buffer_bytes,
         worker_peak_bytes=peak,
         worker_budget_bytes=worker_memory_mb * MIB,
+        network_widths=widths,
+        network_item_bytes=net_items,
+        network_chunk_bytes=net_chunk,
     )
 
 
-def plan_for(spark: SparkSession | None, config: Config, users: int, items: int, dim: int) -> ScorePlan:
+def plan_for(
+    spark: SparkSession | None,
+    config: Config,
+    users: int,
+    items: int,
+    dim: int,
+    network_widths: tuple[int, ...] | None = None,
+) -> ScorePlan:
     """The scoring plan for this config and shape; parallelism from Spark (or the CPU count)."""
     if spark is not None:
         parallelism = spark.sparkContext.defaultParallelism
@@ -150,6 +189,7 @@ def plan_for(spark: SparkSession | None, config: Config, users: int, items: int,
         user_block=s.user_block,
         item_tile=s.item_tile,
         partitions=s.partitions,
+        network_widths=network_widths,
     )
 
 
@@ -163,4 +203,24 @@ def plan_from_artifacts(config: Config, layout: RunLayout) -> ScorePlan:
     items = pq.ParquetFile(layout.item_factors)
     first = items.read_row_group(0, columns=["factors"]).column("factors")[0].as_py() or []
     users = pq.ParquetFile(layout.user_factors).metadata.num_rows
-    return plan_for(None, config, users, items.metadata.num_rows, len(first))
+    return plan_for(None, config, users, items.metadata.num_rows, len(first), _network_widths(layout))
+
+
+def _network_widths(layout: RunLayout) -> tuple[int, ...] | None:
+    """Hidden widths of the trained mlp/neumf network (manifest scoring "network"), else None."""
+    import json
+
+    if not layout.model_manifest.is_file():
+        return None
+    manifest = json.loads(layout.model_manifest.read_text(encoding="utf-8"))
+    if manifest.get("scoring", "dot") != "network":
+        return None
+    from recbatch.models.network_numpy import NETWORK_FILE, load_network
+
+    path = layout.model_dir / str(manifest.get("network_weights") or NETWORK_FILE)
+    if not path.is_file():
+        raise DataError(
+            f"network weights {path} not found for model {manifest.get('model')!r}; rerun `recbatch train`"
+        )
+    weights = load_network(path)
+    return tuple(int(weights[f"w{n}"].shape[1]) for n in range(int(weights["n_layers"])))

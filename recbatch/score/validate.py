@@ -90,7 +90,7 @@ def _example(df: DataFrame, stats: DataFrame, name: str, flag: Column) -> dict[s
 
 
 def validate_recommendations(df: DataFrame, k: int, expected_rows_per_user: DataFrame | None = None) -> dict:
-    """Check a recommendation table; return {"rows", "users"} or raise PipelineError.
+    """Check a recommendation table; return {"rows", "users"} (+ "by_source") or raise PipelineError.
 
     Checks: no null ids/ranks, no NaN/null/infinite scores, no duplicate (user_id, item_id),
     ranks 1..n contiguous per user, at most k rows per user, and, where
@@ -115,4 +115,13 @@ def validate_recommendations(df: DataFrame, k: int, expected_rows_per_user: Data
             raise PipelineError(f"check {name} failed for {failing} user(s): {what}; e.g. {example}")
     if rows == 0:
         raise PipelineError("check non_empty failed: the recommendation table has no rows")
-    return {"rows": rows, "users": users}
+    result: dict[str, Any] = {"rows": rows, "users": users}
+    if "source" in df.columns:
+        # Rows and users per source (model / fallback): how many users the model really served.
+        per_source = df.groupBy("source").agg(
+            F.count(F.lit(1)).alias("rows"), F.countDistinct("user_id").alias("users")
+        )
+        result["by_source"] = {
+            str(r.source): {"rows": int(r.rows), "users": int(r.users)} for r in per_source.collect()
+        }
+    return result

@@ -1,0 +1,152 @@
+"""Cold start: recommendations for users the model has no trained vector for.
+
+Who: users listed in `score.users` that are not in the model's vocabulary (new sign-ups),
+and users in the vocabulary without train rows (kept by `prepare.previous_vocab`, so their
+vector was never trained). What: the most popular items of the train window (train users
+per item, ties by lower item index), minus the user's seen items and any denied items, so
+the fallback obeys the same rules as the model's rows. Every output row carries
+`source` = "model" or "fallback" (recbatch.score.engine), and publishing counts both.
+
+The per-user selection runs in the Python workers (`mapInArrow`) against the popularity
+order broadcast once: users are never joined with the catalogue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+FALLBACK_SCHEMA = "user_id string, item_idx int, score float, rank int"
+_ARROW_SCHEMA = pa.schema(
+    [("user_id", pa.string()), ("item_idx", pa.int32()), ("score", pa.float32()), ("rank", pa.int32())]
+)
+
+
+def popularity_order(
+    spark: SparkSession, train: DataFrame, n_items: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate items by (-train users, item index) and each one's share of train users.
+
+    Items without train rows (seen only in test) come last, in index order, so the whole
+    allowed catalogue stays available to users who have seen the popular ones.
+    """
+    from pyspark.sql import functions as F
+
+    # Prepared splits hold one row per (user, item): rows per item = train users per item.
+    rows = train.groupBy("item_idx").agg(F.count(F.lit(1)).alias("users")).collect()  # catalogue-sized
+    n_users = train.select("user_idx").distinct().count()
+    counts = np.zeros(n_items, dtype=np.int64)
+    for row in rows:
+        counts[int(row.item_idx)] = int(row.users)
+    candidates = np.arange(n_items, dtype=np.int64) if allowed is None else np.asarray(allowed, np.int64)
+    order = candidates[np.lexsort((candidates, -counts[candidates]))]
+    share = counts[order] / max(1, n_users)
+    return order.astype(np.int32), share.astype(np.float32)
+
+
+def users_without_vectors(requested: DataFrame | None, user_vocab: DataFrame, train: DataFrame) -> DataFrame:
+    """user_id, user_idx (null when unknown) of the requested users that have no train rows.
+
+    `requested` holds user_id (None: every user in the vocabulary); a user absent from the
+    vocabulary has no vector at all, one present but without train rows has an untrained
+    one: both get the fallback.
+    """
+    from pyspark.sql import functions as F
+
+    trained = train.select(F.col("user_idx").cast("int").alias("user_idx")).distinct()
+    known = user_vocab.select(F.col("user_id").cast("string"), F.col("user_idx").cast("int"))
+    if requested is not None:
+        known = requested.select(F.col("user_id").cast("string").alias("user_id")).join(
+            known, on="user_id", how="left"
+        )
+    # A null user_idx matches nothing, so unknown users stay in the anti join's output.
+    return known.join(trained, on="user_idx", how="left_anti").select("user_id", "user_idx")
+
+
+def fallback_recommendations(
+    spark: SparkSession,
+    users: DataFrame,
+    seen: DataFrame | None,
+    order: np.ndarray,
+    share: np.ndarray,
+    k: int,
+) -> DataFrame:
+    """user_id, item_idx, score (popularity share), rank: each user's first k unseen items of `order`.
+
+    `users` holds user_id and user_idx (null for users unknown to the vocabulary, who have
+    no seen items); `seen` (user_idx, item_idx) is excluded where given.
+    """
+    from pyspark.sql import functions as F
+
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    wanted = users.select(F.col("user_id").cast("string"), F.col("user_idx").cast("int"))
+    if seen is None:
+        wanted = wanted.withColumn("seen", F.lit(None).cast("array<int>"))
+    else:
+        seen_lists = (
+            seen.select(F.col("user_idx").cast("int"), F.col("item_idx").cast("int"))
+            .join(wanted.select("user_idx").where(F.col("user_idx").isNotNull()), "user_idx", "left_semi")
+            .groupBy("user_idx")
+            .agg(F.collect_list("item_idx").alias("seen"))
+        )
+        wanted = wanted.join(seen_lists, on="user_idx", how="left")
+    shared = spark.sparkContext.broadcast((np.asarray(order, np.int32), np.asarray(share, np.float32)))
+
+    def select(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        popular, shares = shared.value
+        for batch in batches:
+            if batch.num_rows:
+                yield fallback_batch(batch, popular, shares, k)
+
+    return (
+        wanted.select("user_id", "seen")
+        .sortWithinPartitions("user_id")  # fixed order in, fixed bytes out on a rerun
+        .mapInArrow(select, FALLBACK_SCHEMA)
+    )
+
+
+def fallback_batch(batch: pa.RecordBatch, order: np.ndarray, share: np.ndarray, k: int) -> pa.RecordBatch:
+    """Top-k unseen items of `order` for each row of a (user_id, seen) Arrow batch."""
+    seen_col = batch.column("seen")
+    lengths = pc.fill_null(pc.list_value_length(seen_col), 0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(seen_col).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    head = np.arange(min(k, len(order)))
+    rows: list[np.ndarray] = []
+    picks: list[np.ndarray] = []
+    plain = np.flatnonzero(lengths == 0)
+    if len(plain):  # the common case: no seen items, everyone gets the same head
+        rows.append(np.repeat(plain, len(head)))
+        picks.append(np.tile(head, len(plain)))
+    for r in np.flatnonzero(lengths > 0):
+        user_seen = flat[offsets[r] : offsets[r + 1]]
+        window = order[: k + len(user_seen)]  # k unseen items are within the first k + |seen|
+        keep = np.flatnonzero(~np.isin(window, user_seen))[:k]
+        rows.append(np.full(len(keep), r))
+        picks.append(keep)
+    row = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    pick = np.concatenate(picks) if picks else np.empty(0, np.int64)
+    order_rows = np.lexsort((pick, row))  # rows grouped per user, by rank, in input order
+    row, pick = row[order_rows], pick[order_rows]
+    starts = np.searchsorted(row, row, side="left")
+    rank = np.arange(len(row)) - starts + 1
+    return pa.RecordBatch.from_arrays(
+        [
+            batch.column("user_id").take(pa.array(row, type=pa.int64())),
+            pa.array(order[pick].astype(np.int32), type=pa.int32()),
+            pa.array(share[pick], type=pa.float32()),
+            pa.array(rank.astype(np.int32), type=pa.int32()),
+        ],
+        schema=_ARROW_SCHEMA,
+    )
