@@ -25,10 +25,9 @@ from recbatch.diagnostics import long_tail, personalisation
 from recbatch.errors import ConfigError, DataError
 from recbatch.layout import RunLayout
 from recbatch.metrics import METRIC_NAMES, ranking_metrics
-from recbatch.models.network_numpy import NETWORK_FILE, load_network
 from recbatch.ranking import DotScorer, NetworkScorer, Scorer, group_items, rank_users, sample_candidates
 from recbatch.runs import write_json
-from recbatch.training.artifacts import read_factors, read_manifest
+from recbatch.training.artifacts import read_factors, read_manifest, read_network
 from recbatch.training.data import check_range, read_pairs, read_times
 
 log = logging.getLogger(__name__)
@@ -66,11 +65,9 @@ def model_scorer_from_artifacts(layout: RunLayout, manifest: dict[str, Any]) -> 
     """The trained model's scorer: factor dot products, or the network for mlp/neumf."""
     user_matrix = read_factors(layout.user_factors, "user_idx")
     item_matrix = read_factors(layout.item_factors, "item_idx")
-    if manifest.get("scoring") == "network":
-        path = layout.model_dir / NETWORK_FILE
-        if not path.is_file():
-            raise DataError(f"{path} not found for network model: re-run `recbatch train`")
-        return NetworkScorer(load_network(path), user_matrix, item_matrix)
+    network = read_network(layout.model_dir, manifest)
+    if network is not None:
+        return NetworkScorer(network, user_matrix, item_matrix)
     return DotScorer(user_matrix, item_matrix)
 
 

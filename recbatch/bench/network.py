@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from recbatch.bench.score import _timed, _write_inputs
+from recbatch.bench.score import _timed, _write_inputs, bench_session, engine_output
 from recbatch.bench.worker_rss import WorkerRss
 
 SIZES = {"tiny": (2_000, 500), "quick": (20_000, 5_000), "full": (100_000, 20_000)}
@@ -108,22 +108,8 @@ def naive_top_k(model: Any, kind: str, users: np.ndarray, n_items: int, seen, k:
 def _spark_engine(spark, spec, folder: Path, items, weights, plan, sample) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
-    from recbatch.score.engine import score_users
-
     def scored():
-        return score_users(
-            spark,
-            spark.read.parquet(str(folder / "users.parquet")),
-            items,
-            spark.read.parquet(str(folder / "seen.parquet")),
-            spec.k,
-            plan.user_block,
-            "sigmoid",
-            plan.partitions,
-            item_tile=plan.item_tile,
-            item_transport=plan.item_transport,
-            network=weights,
-        )
+        return engine_output(spark, spec, folder, items, plan, "sigmoid", weights)
 
     rss = WorkerRss(spark)
     rss.start_window()
@@ -243,8 +229,6 @@ def bench_network(
     size: str, runs: int, workdir: Path, contenders: list[str] | None = None
 ) -> tuple[dict[str, Any], str]:
     """Build a local[*] session, run the benchmark at a named size, save JSON + Markdown; return both."""
-    from recbatch.config import SparkConfig
-    from recbatch.session import build_session
     from recbatch.train import quiet_tensorflow
 
     if size not in SIZES:
@@ -254,15 +238,7 @@ def bench_network(
     spec = NetworkBenchSpec(users=users, items=items, runs=runs)
     if size == "tiny":
         spec.naive_users, spec.one_process_users = 64, 2_000
-    spark = build_session(
-        SparkConfig(
-            master="local[*]",
-            app_name="recbatch-bench-network",
-            driver_memory="4g",
-            shuffle_partitions=2 * (os.cpu_count() or 1),
-            log_level="ERROR",
-        )
-    )
+    spark = bench_session("recbatch-bench-network")
     folder = Path(workdir) / f"network-{size}"
     started = time.perf_counter()
     results = run_bench(spark, spec, folder, contenders or ["recbatch", "recbatch-1p", *NAIVE])

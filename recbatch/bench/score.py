@@ -104,24 +104,46 @@ def _write_inputs(spark, folder: Path, users, items, rows, cols) -> None:
         np.save(folder / f"{name}.npy", array)
 
 
+def bench_session(app_name: str):
+    """A local[*] session for the benchmarks: every core, 4g driver, two shuffle partitions per core."""
+    from recbatch.config import SparkConfig
+    from recbatch.session import build_session
+
+    return build_session(
+        SparkConfig(
+            master="local[*]",
+            app_name=app_name,
+            driver_memory="4g",
+            shuffle_partitions=2 * (os.cpu_count() or 1),
+            log_level="ERROR",
+        )
+    )
+
+
+def engine_output(spark, spec, folder: Path, items, plan, activation: str, network=None):
+    """The scoring engine's (lazy) output on the bench inputs written under `folder`."""
+    from recbatch.score.engine import score_users
+
+    return score_users(
+        spark,
+        spark.read.parquet(str(folder / "users.parquet")),
+        items,
+        spark.read.parquet(str(folder / "seen.parquet")),
+        spec.k,
+        plan.user_block,
+        activation,
+        plan.partitions,
+        item_tile=plan.item_tile,
+        item_transport=plan.item_transport,
+        network=network,
+    )
+
+
 def _recbatch(spark, spec, folder: Path, items, plan, rss: WorkerRss, sample) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
-    from recbatch.score.engine import score_users
-
     def scored():
-        return score_users(
-            spark,
-            spark.read.parquet(str(folder / "users.parquet")),
-            items,
-            spark.read.parquet(str(folder / "seen.parquet")),
-            spec.k,
-            plan.user_block,
-            "identity",
-            plan.partitions,
-            item_tile=plan.item_tile,
-            item_transport=plan.item_transport,
-        )
+        return engine_output(spark, spec, folder, items, plan, "identity")
 
     rss.start_window()
     seconds = _timed(lambda: scored().write.format("noop").mode("overwrite").save(), spec.runs)
@@ -367,8 +389,6 @@ def format_report(results: dict[str, Any]) -> str:
 
 def bench_score(size: str, runs: int, workdir: Path, contenders: list[str] | None = None) -> tuple[dict, str]:
     """Build a local[*] session, run the benchmark at a named size, save JSON + Markdown; return both."""
-    from recbatch.config import SparkConfig
-    from recbatch.session import build_session
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
@@ -378,15 +398,7 @@ def bench_score(size: str, runs: int, workdir: Path, contenders: list[str] | Non
         spec.ceiling_users, spec.naive_users, spec.naive_items, spec.sample_users = 2_000, 200, 100, 64
     if contenders:
         spec.contenders = contenders
-    spark = build_session(
-        SparkConfig(
-            master="local[*]",
-            app_name="recbatch-bench-score",
-            driver_memory="4g",
-            shuffle_partitions=2 * (os.cpu_count() or 1),
-            log_level="ERROR",
-        )
-    )
+    spark = bench_session("recbatch-bench-score")
     folder = Path(workdir) / f"score-{size}"
     results = run_bench(spark, spec, folder)
     results["load_average"] = os.getloadavg()

@@ -22,6 +22,7 @@ from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, score_batches
 from recbatch.score.filters import allowed_items, listed_users, selected_users
 from recbatch.score.items import load_item_factors, ship_items
 from recbatch.score.plan import plan_for
+from recbatch.training.artifacts import read_network
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -245,7 +246,7 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
         cold = _cold_users(spark, config, layout, user_vocab)
         if cold is not None:
             user_factors = user_factors.join(cold.select("user_idx"), on="user_idx", how="left_anti")
-    network = _network_weights(layout, manifest)  # mlp/neumf: ranked by their network
+    network = read_network(layout.model_dir, manifest)  # mlp/neumf: ranked by their network
     widths = None
     if network is not None:
         from recbatch.score.network_kernel import check_network, hidden_widths
@@ -324,23 +325,9 @@ def _score_candidates(
         eligible_candidates(pairs, seen, allowed),
         k,
         manifest["score_activation"],
-        _network_weights(layout, manifest),
+        read_network(layout.model_dir, manifest),
     )
     return attach_ids(scored, user_vocab, item_vocab, str(manifest["model"]), run_id)
-
-
-def _network_weights(layout: RunLayout, manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """The dense weights of an mlp/neumf model (manifest scoring "network"), else None."""
-    if manifest.get("scoring", "dot") != "network":
-        return None
-    from recbatch.models.network_numpy import NETWORK_FILE, load_network
-
-    path = layout.model_dir / str(manifest.get("network_weights") or NETWORK_FILE)
-    if not path.exists():
-        raise DataError(
-            f"network weights {path} not found for model {manifest['model']!r}; rerun `recbatch train`"
-        )
-    return load_network(path)
 
 
 def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayout) -> DataFrame:

@@ -208,19 +208,11 @@ def plan_from_artifacts(config: Config, layout: RunLayout) -> ScorePlan:
 
 def _network_widths(layout: RunLayout) -> tuple[int, ...] | None:
     """Hidden widths of the trained mlp/neumf network (manifest scoring "network"), else None."""
-    import json
+    from recbatch.training.artifacts import read_manifest, read_network
 
     if not layout.model_manifest.is_file():
         return None
-    manifest = json.loads(layout.model_manifest.read_text(encoding="utf-8"))
-    if manifest.get("scoring", "dot") != "network":
+    weights = read_network(layout.model_dir, read_manifest(layout.model_manifest))
+    if weights is None:
         return None
-    from recbatch.models.network_numpy import NETWORK_FILE, load_network
-
-    path = layout.model_dir / str(manifest.get("network_weights") or NETWORK_FILE)
-    if not path.is_file():
-        raise DataError(
-            f"network weights {path} not found for model {manifest.get('model')!r}; rerun `recbatch train`"
-        )
-    weights = load_network(path)
     return tuple(int(weights[f"w{n}"].shape[1]) for n in range(int(weights["n_layers"])))

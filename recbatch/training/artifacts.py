@@ -89,3 +89,17 @@ def read_manifest(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc}): re-run `recbatch train`") from None
+
+
+def read_network(model_dir: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray] | None:
+    """The dense weights of an mlp/neumf model (manifest scoring "network"), else None."""
+    if manifest.get("scoring", "dot") != "network":
+        return None
+    from recbatch.models.network_numpy import NETWORK_FILE, load_network
+
+    path = model_dir / str(manifest.get("network_weights") or NETWORK_FILE)
+    if not path.is_file():
+        raise DataError(
+            f"network weights {path} not found for model {manifest.get('model')!r}; rerun `recbatch train`"
+        )
+    return load_network(path)
