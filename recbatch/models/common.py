@@ -38,6 +38,10 @@ class RecModel(keras.Model):
     def call(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
         return keras.ops.sigmoid(keras.ops.expand_dims(self.logit(inputs, training=training), -1))
 
+    def penalty(self, users: Any, items: Any) -> Any:
+        """|e_u|^2 + |e_i|^2 per example, over the models' `user_embed` / `item_embed` tables."""
+        return row_norms(self.user_embed(users), self.item_embed(items))
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(num_users=self.num_users, num_items=self.num_items)
@@ -45,6 +49,30 @@ class RecModel(keras.Model):
             value = getattr(self, key)
             config[key] = list(value) if isinstance(value, list | tuple) else value
         return config
+
+
+class DotModel(RecModel):
+    """A model whose logit is dot(user_vectors(u), item_vectors(i)): scored by its factor tables."""
+
+    score_activation = "sigmoid"
+
+    def user_vectors(self, users: Any, training: bool | None = None) -> Any:
+        raise NotImplementedError
+
+    def item_vectors(self, items: Any, training: bool | None = None) -> Any:
+        raise NotImplementedError
+
+    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
+        u = self.user_vectors(inputs["user_idx"])
+        v = self.item_vectors(inputs["item_idx"])
+        return keras.ops.sum(u * v, axis=-1)
+
+    def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """user_vectors of every user and item_vectors of every item (float32), and the activation;
+        activation(dot) of their rows is the model's prediction."""
+        users = to_numpy(self.user_vectors(all_indices(self.num_users)))
+        items = to_numpy(self.item_vectors(all_indices(self.num_items)))
+        return users, items, self.score_activation
 
 
 def compiled(model: keras.Model, learning_rate: float) -> keras.Model:

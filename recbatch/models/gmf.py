@@ -11,16 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import RecModel, all_indices, compiled, embedding, row_norms, to_numpy
-
-SCORE_ACTIVATION = "sigmoid"
+from recbatch.models.common import DotModel, compiled, embedding
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class GMFModel(RecModel):
+class GMFModel(DotModel):
     """Embedding(user) ⊙ Embedding(item) → Dense(1) → sigmoid."""
 
     config_keys = ("embedding_dim",)
@@ -52,15 +49,6 @@ class GMFModel(RecModel):
         p = self.user_embed(inputs["user_idx"])
         q = self.item_embed(inputs["item_idx"])
         return keras.ops.squeeze(self.out(p * q), -1)
-
-    def penalty(self, users: Any, items: Any) -> Any:
-        return row_norms(self.user_embed(users), self.item_embed(items))
-
-    def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
-        """User rows [p_u ⊙ h, 1], item rows [q_i, b]; sigmoid of their dot is the prediction."""
-        users = to_numpy(self.user_vectors(all_indices(self.num_users)))
-        items = to_numpy(self.item_vectors(all_indices(self.num_items)))
-        return users, items, SCORE_ACTIVATION
 
 
 def build_gmf(num_users: int, num_items: int, cfg: TrainConfig) -> GMFModel:

@@ -15,13 +15,13 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import RecModel, compiled, row_norms
+from recbatch.models.common import DotModel, compiled
 
 SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class MFModel(RecModel):
+class MFModel(DotModel):
     """Biased matrix factorisation: dot(p_u, q_i) + b_u + b_i + global bias, sigmoid."""
 
     config_keys = ("embedding_dim", "l2")
@@ -70,16 +70,6 @@ class MFModel(RecModel):
         """[q_i, 1, b_i + g] per item: the item half of the logit's dot product."""
         b = self.item_bias(items) + self.global_bias
         return keras.ops.concatenate([self.item_embed(items), keras.ops.ones_like(b), b], axis=-1)
-
-    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        """p_u·q_i + b_u + b_i + g, shape (batch,)."""
-        u = self.user_vectors(inputs["user_idx"])
-        v = self.item_vectors(inputs["item_idx"])
-        return keras.ops.sum(u * v, axis=-1)
-
-    def penalty(self, users: Any, items: Any) -> Any:
-        """|p_u|^2 + |q_i|^2 per example (biases are not shrunk)."""
-        return row_norms(self.user_embed(users), self.item_embed(items))
 
     def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
         """User rows [p_u, b_u, 1] and item rows [q_i, 1, b_i + g]; sigmoid of their dot is the prediction."""

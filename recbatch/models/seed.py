@@ -18,13 +18,13 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.models.common import RecModel, compiled, row_norms
+from recbatch.models.common import DotModel, compiled
 
 SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class SeedModel(RecModel):
+class SeedModel(DotModel):
     """Embedding(user) ⧺ Embedding(item) → Flatten → Dense(1, sigmoid)."""
 
     config_keys = ("embedding_dim",)
@@ -63,16 +63,6 @@ class SeedModel(RecModel):
         """[1, b_i]: the item term of the logit."""
         b = keras.ops.matmul(self.item_embed(items), self.dense.kernel[self.embedding_dim :])
         return keras.ops.concatenate([keras.ops.ones_like(b), b], axis=-1)
-
-    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        """a_u + b_i + c, shape (batch,): the pre-sigmoid output of the dense unit."""
-        u = self.user_vectors(inputs["user_idx"])
-        v = self.item_vectors(inputs["item_idx"])
-        return keras.ops.sum(u * v, axis=-1)
-
-    def penalty(self, users: Any, items: Any) -> Any:
-        """|e_u|^2 + |e_i|^2 per example."""
-        return row_norms(self.user_embed(users), self.item_embed(items))
 
     def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
         """User rows [a_u + c, 1] and item rows [1, b_i]; sigmoid of their dot is the prediction."""

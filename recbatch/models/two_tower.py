@@ -12,26 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
 
 from recbatch.config import TrainConfig
 from recbatch.models.common import (
-    RecModel,
-    all_indices,
+    DotModel,
     apply_tower,
     build_tower,
     compiled,
     dense_tower,
     embedding,
-    row_norms,
-    to_numpy,
 )
-
-SCORE_ACTIVATION = "sigmoid"
 
 
 @keras.saving.register_keras_serializable(package="recbatch")
-class TwoTowerModel(RecModel):
+class TwoTowerModel(DotModel):
     """Embedding → Dense(ReLU)… → Dense(linear) per side; the logit is their dot product."""
 
     config_keys = ("embedding_dim", "tower_layers")
@@ -64,20 +58,6 @@ class TwoTowerModel(RecModel):
 
     def item_vectors(self, items: Any, training: bool | None = None) -> Any:
         return apply_tower(self.item_tower, self.item_embed(items))
-
-    def logit(self, inputs: dict[str, Any], training: bool | None = None) -> Any:
-        u = self.user_vectors(inputs["user_idx"])
-        v = self.item_vectors(inputs["item_idx"])
-        return keras.ops.sum(u * v, axis=-1)
-
-    def penalty(self, users: Any, items: Any) -> Any:
-        return row_norms(self.user_embed(users), self.item_embed(items))
-
-    def scoring_factors(self) -> tuple[np.ndarray, np.ndarray, str]:
-        """Tower outputs of every user and every item; sigmoid of their dot is the prediction."""
-        users = to_numpy(self.user_vectors(all_indices(self.num_users)))
-        items = to_numpy(self.item_vectors(all_indices(self.num_items)))
-        return users, items, SCORE_ACTIVATION
 
 
 def build_two_tower(num_users: int, num_items: int, cfg: TrainConfig) -> TwoTowerModel:
