@@ -41,6 +41,10 @@ DateOpt = Annotated[
     str | None, typer.Option("--date", "-d", help="Run date YYYY-MM-DD (default: today, UTC).")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")]
+# Shared by the scoring benchmarks (bench score, bench network).
+BenchSizeOpt = Annotated[str, typer.Option(help="tiny (2K x 500), quick (20K x 5K) or full (100K x 20K).")]
+BenchRunsOpt = Annotated[int, typer.Option(min=1, help="Timed runs per contender, after one warm-up.")]
+BenchOutOpt = Annotated[Path, typer.Option(help="Folder for inputs, results.json and report.md.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -319,13 +323,9 @@ def exit_codes() -> None:
 @bench_app.command("score")
 @handles_errors
 def bench_score(
-    size: Annotated[
-        str, typer.Option(help="tiny (2K x 500), quick (20K x 5K) or full (100K x 20K).")
-    ] = "quick",
-    runs: Annotated[int, typer.Option(min=1, help="Timed runs per contender, after one warm-up.")] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for inputs, results.json and report.md.")] = Path(
-        "out/bench"
-    ),
+    size: BenchSizeOpt = "quick",
+    runs: BenchRunsOpt = 3,
+    out: BenchOutOpt = Path("out/bench"),
     only: Annotated[
         list[str] | None, typer.Option(help="Contenders to run: recbatch, als, ceilings, naive (repeatable).")
     ] = None,
@@ -341,13 +341,9 @@ def bench_score(
 @bench_app.command("network")
 @handles_errors
 def bench_network(
-    size: Annotated[
-        str, typer.Option(help="tiny (2K x 500), quick (20K x 5K) or full (100K x 20K).")
-    ] = "quick",
-    runs: Annotated[int, typer.Option(min=1, help="Timed runs per contender, after one warm-up.")] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for inputs, results.json and report.md.")] = Path(
-        "out/bench"
-    ),
+    size: BenchSizeOpt = "quick",
+    runs: BenchRunsOpt = 3,
+    out: BenchOutOpt = Path("out/bench"),
     only: Annotated[
         list[str] | None,
         typer.Option(
