@@ -437,6 +437,14 @@ class ScoreConfig(Section):
         ge=0,
         description="Item factors up to this size are broadcast; larger ones go as a memory-mapped file.",
     )
+    user_input: Literal["auto", "files", "spark"] = Field(
+        "auto",
+        description=(
+            "How users reach the Python workers: 'files' (each task reads its user range from the factor "
+            "and interaction files: faster, needs the driver's paths on every executor), 'spark' (Spark "
+            "shuffles them to the workers: any cluster), 'auto' (files in local mode, else spark)."
+        ),
+    )
     allow_items: str | None = Field(
         None, description="Parquet table with an item_id column: recommend only these items (none: all)."
     )

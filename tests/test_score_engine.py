@@ -162,7 +162,8 @@ def _write_run(spark, layout: RunLayout, users, items, train, test, model="mf"):
         spark.createDataFrame([(u, i, 1, 1.0, None, 0) for u, i in pairs], schema).write.parquet(str(path))
 
 
-def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path):
+@pytest.mark.parametrize("user_input", ["files", "spark"])
+def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path, user_input):
     from recbatch.score.engine import expected_rows_per_user, run_score
 
     users = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
@@ -170,6 +171,7 @@ def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path):
     layout = RunLayout(tmp_path, "2026-01-02")
     config = Config()
     config.score.k = 2
+    config.score.user_input = user_input
     with pytest.raises(DataError, match="run `recbatch train"):
         run_score(spark, config, layout, "r1")
     _write_run(spark, layout, users, items, train=[(0, 0), (1, 3)], test=[(0, 1)])
@@ -305,7 +307,8 @@ def test_run_score_applies_allow_and_deny_lists(spark, tmp_path):
         run_score(spark, config, layout, "r1")
 
 
-def test_run_score_scores_only_listed_users(spark, tmp_path):
+@pytest.mark.parametrize("user_input", ["files", "spark"])
+def test_run_score_scores_only_listed_users(spark, tmp_path, user_input):
     from recbatch.score.engine import expected_rows_per_user, run_score
 
     users, items = _factors()
@@ -317,6 +320,7 @@ def test_run_score_scores_only_listed_users(spark, tmp_path):
     )
     config = Config()
     config.score.users = str(listed)
+    config.score.user_input = user_input
     got = run_score(spark, config, layout, "r1").collect()
     assert {(r.user_id, r.source) for r in got} == {("u0", "model"), ("u5", "model"), ("ghost", "fallback")}
     assert len(got) == 3 * config.score.k

@@ -50,4 +50,31 @@ def test_config_keys_reach_the_plan():
     cfg.score.worker_memory_mb = 1024
     cfg.score.broadcast_limit_mb = 0
     plan = plan_for(None, cfg, 50_000, 1_000, 16)
-    assert plan.partitions == 6 and plan.item_transport == "file" and plan.user_block == 1024
+    # Local mode reads users from the files: equal ranges, one task per core.
+    assert plan.user_input == "files" and plan.partitions == 3
+    assert plan.item_transport == "file" and plan.user_block == 1024
+    cfg.score.user_input = "spark"  # hash partitions are uneven: two per core
+    assert plan_for(None, cfg, 50_000, 1_000, 16).partitions == 6
+    cfg.spark.master = "yarn"
+    cfg.score.user_input = "auto"
+    assert plan_for(None, cfg, 50_000, 1_000, 16).user_input == "spark"
+
+
+def test_files_input_bounds_the_seen_pairs_a_task_holds():
+    from recbatch.score.plan import SEEN_PAIR_PEAK_BYTES, SEEN_PAIRS_PER_TASK
+
+    few = make_plan(100_000, 20_000, 32, 10, 2, user_input="files", seen_pairs=2_000_000)
+    many = make_plan(100_000, 20_000, 32, 10, 2, user_input="files", seen_pairs=40_000_000)
+    assert few.partitions == 2
+    assert many.partitions == 40_000_000 // SEEN_PAIRS_PER_TASK
+    # A task holds its range's seen pairs (1M pairs at 2 tasks, 2M, the cap, at 40), and they
+    # come out of the budget: the block shrinks, and the expected peak stays within it.
+    assert many.user_block < few.user_block
+    for plan in (few, many):
+        assert plan.worker_peak_bytes <= plan.item_bytes + plan.worker_budget_bytes
+    spark_path = make_plan(100_000, 20_000, 32, 10, 2, user_input="spark", seen_pairs=40_000_000)
+    assert spark_path.user_block > many.user_block  # the Spark path holds no range of seen pairs
+    assert many.worker_peak_bytes >= many.buffer_bytes + SEEN_PAIRS_PER_TASK * SEEN_PAIR_PEAK_BYTES
+    assert "reads its user range" in many.describe()
+    with pytest.raises(ValueError, match="user_input"):
+        make_plan(10, 10, 4, 1, 1, user_input="cluster")

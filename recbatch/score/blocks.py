@@ -20,6 +20,13 @@ _ARROW_SCHEMA = pa.schema(
     [("user_idx", pa.int32()), ("item_idx", pa.int32()), ("score", pa.float32()), ("rank", pa.int32())]
 )
 
+_NUMPY_TYPES = {
+    pa.int32(): np.dtype(np.int32),
+    pa.int64(): np.dtype(np.int64),
+    pa.float32(): np.dtype(np.float32),
+    pa.float64(): np.dtype(np.float64),
+}
+
 Block = tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]
 
 
@@ -36,20 +43,49 @@ def activate(dots: np.ndarray, activation: str) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _factor_matrix(users: np.ndarray, column: pa.Array, dim: int) -> np.ndarray:
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+def as_numpy(array: pa.Array | pa.ChunkedArray, what: str) -> np.ndarray:
+    """A null-free numeric Arrow array viewed as numpy.
+
+    Arrow's copying conversion (`zero_copy_only=False`) imports pandas, which costs each
+    Python worker ~40 MiB of resident memory; these columns never hold nulls, so the
+    buffer is viewed as it is and a null is an error naming the column.
+    """
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.null_count:
+        raise ValueError(f"{what} holds {array.null_count} null value(s); rerun the stage that wrote it")
+    dtype = _NUMPY_TYPES.get(array.type)
+    if dtype is None:
+        raise ValueError(
+            f"{what} has Arrow type {array.type}; expected one of {sorted(map(str, _NUMPY_TYPES))}"
+        )
+    # Even to_numpy(zero_copy_only=True) imports pandas, so the data buffer is viewed directly.
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
+    )
+
+
+def from_numpy(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """A null-free Arrow array over a numpy array's buffer (pa.array on numpy imports pandas)."""
+    values = np.ascontiguousarray(values, dtype=_NUMPY_TYPES[arrow_type])
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
+def factor_matrix(users: np.ndarray, column: pa.Array, dim: int) -> np.ndarray:
+    """A list<float> factor column as a (users, dim) float32 matrix, with clear errors for broken rows."""
     if column.null_count:
-        user = users[np.flatnonzero(pc.is_null(column).to_numpy(zero_copy_only=False))[0]]
+        user = users[column.is_null().to_pylist().index(True)]
         raise ValueError(
             f"user_idx {user} has no factors; the model artifacts are broken, rerun `recbatch train`"
         )
+    lengths = as_numpy(pc.list_value_length(column), "factor lengths")
     wrong = np.flatnonzero(lengths != dim)
     if len(wrong):
         raise ValueError(
             f"user_idx {users[wrong[0]]} has {lengths[wrong[0]]} factors but items have {dim}; "
             "user and item factors come from different models, rerun `recbatch train`"
         )
-    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    values = as_numpy(pc.list_flatten(column), "user factors").astype(np.float32, copy=False)
     if not np.isfinite(values).all():
         user = users[np.flatnonzero(~np.isfinite(values))[0] // dim]
         raise ValueError(
@@ -58,22 +94,27 @@ def _factor_matrix(users: np.ndarray, column: pa.Array, dim: int) -> np.ndarray:
     return values.reshape(len(users), dim)
 
 
-def _seen_lists(users: np.ndarray, column: pa.Array, n_items: int) -> list[np.ndarray | None]:
-    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-    if len(flat) and (flat.min() < 0 or flat.max() >= n_items):
-        bad = int(flat[(flat < 0) | (flat >= n_items)][0])
+def check_seen_items(items: np.ndarray, n_items: int) -> None:
+    """Raise a clear error if a seen item index is outside the model's catalogue."""
+    if len(items) and (items.min() < 0 or items.max() >= n_items):
+        bad = int(items[(items < 0) | (items >= n_items)][0])
         raise ValueError(
             f"seen item_idx {bad} is outside the model's {n_items} items; the prepared data and the model "
             "do not match, rerun `recbatch train`"
         )
+
+
+def _seen_lists(users: np.ndarray, column: pa.Array, n_items: int) -> list[np.ndarray | None]:
+    lengths = as_numpy(pc.fill_null(pc.list_value_length(column), 0), "seen lengths")
+    flat = as_numpy(pc.list_flatten(column), "seen item_idx").astype(np.int64, copy=False)
+    check_seen_items(flat, n_items)
     return [part if len(part) else None for part in np.split(flat, np.cumsum(lengths)[:-1])]
 
 
 def decode(batch: pa.RecordBatch, dim: int, n_items: int) -> Block:
     """Arrow batch (user_idx, factors, seen) -> (user indices, factor matrix, seen index arrays)."""
-    users = batch.column("user_idx").to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    vecs = _factor_matrix(users, batch.column("factors"), dim)
+    users = as_numpy(batch.column("user_idx"), "user_idx").astype(np.int32, copy=False)
+    vecs = factor_matrix(users, batch.column("factors"), dim)
     seen = _seen_lists(users, batch.column("seen"), n_items)
     return users, vecs, seen
 
@@ -116,40 +157,36 @@ def score_block(block: Block, scorer: TopKScorer, activation: str) -> pa.RecordB
     rows, cols = np.nonzero(idx >= 0)
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(users[rows], type=pa.int32()),
-            pa.array(idx[rows, cols].astype(np.int32), type=pa.int32()),
-            pa.array(activate(dots[rows, cols], activation), type=pa.float32()),
-            pa.array((cols + 1).astype(np.int32), type=pa.int32()),
+            from_numpy(users[rows], pa.int32()),
+            from_numpy(idx[rows, cols], pa.int32()),
+            from_numpy(activate(dots[rows, cols], activation), pa.float32()),
+            from_numpy(cols + 1, pa.int32()),
         ],
         schema=_ARROW_SCHEMA,
     )
 
 
-def score_batches(
-    batches: Iterable[pa.RecordBatch],
+def score_blocks(
+    blocks: Iterable[Block],
     items: np.ndarray,
     k: int,
     user_block: int,
     activation: str,
     item_tile: int | None = None,
     item_ids: np.ndarray | None = None,
-    n_catalogue: int | None = None,
     network: dict[str, np.ndarray] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Score a stream of user batches (one Spark partition) in blocks of `user_block` users.
+    """Score decoded users (one Spark partition) in blocks of exactly `user_block` users.
 
     With `item_ids`, `items` holds only the allowed items (row r is catalogue item
-    item_ids[r]) of a catalogue of `n_catalogue` items. With `network` (the dense weights
-    of an mlp/neumf model) users and items are embedding rows ranked by the network's logit.
+    item_ids[r]). With `network` (the dense weights of an mlp/neumf model) users and items
+    are embedding rows ranked by the network's logit.
     """
-    n_items, dim = items.shape
     if network is None:
         scorer = TopKScorer(items, k, item_tile, item_ids)  # one score buffer for the whole partition
     else:
         from recbatch.score.network_kernel import worker_scorer
 
         scorer = worker_scorer(items, network, k, item_tile, item_ids)  # item side once per worker
-    catalogue = n_catalogue or n_items
-    decoded = (decode(batch, dim, catalogue) for batch in batches if batch.num_rows)
-    for block in regroup(decoded, user_block):
+    for block in regroup(blocks, user_block):
         yield score_block(block, scorer, activation)

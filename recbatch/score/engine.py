@@ -3,9 +3,11 @@
 Item factors are model-sized: they go to the driver through pyarrow and reach every Python
 worker once, as a broadcast numpy array, or, beyond `score.broadcast_limit_mb`, as a .npy
 file shipped with the job and memory-mapped by each worker (see recbatch.score.plan).
-Users travel with their seen item indices as one array column, are hash-partitioned by
-user_idx and scored per partition with `mapInArrow` (recbatch.score.blocks). Users are
-never cross-joined with items.
+Users reach the workers one of two ways (score.user_input): each task reads its own range
+of user_idx from the factor and interaction files (recbatch.score.user_files; local mode,
+or shared storage), or Spark hash-partitions users with their seen item indices as one
+array column. Either way each partition is scored with `mapInArrow`
+(recbatch.score.blocks), and users are never cross-joined with items.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import numpy as np
 from pyspark.sql import functions as F
 
 from recbatch.errors import DataError, PipelineError
-from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, score_batches
+from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, decode, score_blocks
 from recbatch.score.filters import allowed_items, listed_users, selected_users
 from recbatch.score.items import load_item_factors, ship_items
-from recbatch.score.plan import plan_for
+from recbatch.score.plan import count_parquet_rows, plan_for
+from recbatch.score.user_files import RANGE_SCHEMA, UserFiles, task_blocks
 from recbatch.training.artifacts import read_network
 
 if TYPE_CHECKING:
@@ -37,7 +40,7 @@ OUTPUT_COLUMNS = ("user_id", "item_id", "score", "rank", "source", "model", "run
 
 def score_users(
     spark: SparkSession,
-    user_factors: DataFrame,
+    user_factors: DataFrame | UserFiles,
     item_factors: np.ndarray,
     seen: DataFrame | None,
     k: int,
@@ -55,6 +58,9 @@ def score_users(
     Ranking is by the raw dot product, ties by lower item_idx; `score` is activation(dot).
     Items in `seen` (user_idx, item_idx) are never recommended, so a user who has seen all
     but n < k items gets n rows. Returns user_idx int, item_idx int, score float, rank int.
+    `user_factors` as a DataFrame goes through Spark (shuffled with the seen lists); as
+    UserFiles (which names the seen pairs itself, so `seen` must be None) the Python workers
+    read their users from the files (recbatch.score.user_files), which is faster.
     `item_transport` is "broadcast" or "file" (a memory-mapped .npy shipped with the job).
     `allowed_items` (item indices) restricts candidates before selection, so users still get
     k items where k allowed unseen items exist (an allow list, or the complement of a deny list).
@@ -65,6 +71,8 @@ def score_users(
         raise ValueError(f"k and user_block must be >= 1, got k={k}, user_block={user_block}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown score activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}")
+    if isinstance(user_factors, UserFiles) and seen is not None:
+        raise ValueError("with UserFiles the seen pairs are UserFiles.seen; pass seen=None")
     items = np.ascontiguousarray(item_factors, dtype=np.float32)
     if items.ndim != 2 or items.shape[0] == 0:
         raise ValueError(f"item_factors must be a non-empty (items, dim) matrix, got shape {items.shape}")
@@ -84,8 +92,24 @@ def score_users(
 
         check_network(network, items.shape[1])
         shared_network = spark.sparkContext.broadcast(network)
-
     n_parts = partitions or spark.sparkContext.defaultParallelism
+    dim = items.shape[1]
+
+    def score(blocks):
+        weights = None if shared_network is None else shared_network.value
+        return score_blocks(blocks, get_items(), k, user_block, activation, item_tile, item_ids, weights)
+
+    if isinstance(user_factors, UserFiles):
+        files = spark.sparkContext.broadcast(user_factors)  # the only/skip arrays may be large
+
+        def score_ranges(tasks):
+            yield from score(task_blocks(tasks, files.value, dim, n_catalogue))
+
+        ranges = user_factors.ranges(n_parts)
+        # One range per partition, in task order: fixed blocks, so reruns are byte-identical.
+        tasks = spark.sparkContext.parallelize(ranges, max(1, len(ranges)))
+        return spark.createDataFrame(tasks, RANGE_SCHEMA).mapInArrow(score_ranges, OUTPUT_SCHEMA)
+
     # Both join sides are partitioned alike up front, so the join needs no further exchange
     # and user factors are shuffled once.
     users = user_factors.select(
@@ -104,17 +128,8 @@ def score_users(
         users = users.join(seen_lists, on="user_idx", how="left")
 
     def score_partition(batches):
-        yield from score_batches(
-            batches,
-            get_items(),
-            k,
-            user_block,
-            activation,
-            item_tile,
-            item_ids,
-            n_catalogue,
-            None if shared_network is None else shared_network.value,
-        )
+        decoded = (decode(batch, dim, n_catalogue) for batch in batches if batch.num_rows)
+        yield from score(decoded)
 
     return (
         users.select("user_idx", "factors", "seen")
@@ -230,6 +245,7 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
     _check_counts("items", items.shape[0], item_vocab.count())
     _check_counts("users", pq.ParquetFile(layout.user_factors).metadata.num_rows, n_users)
 
+    n_model_users = n_users
     user_factors = spark.read.parquet(str(layout.user_factors))
     subset = selected_users(spark, config.score, user_vocab)
     if subset is not None:
@@ -256,13 +272,23 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
         except ValueError as exc:  # broken artifacts, not a caller's mistake: exit code 4
             raise PipelineError(str(exc)) from None
         widths = tuple(hidden_widths(network))
-    plan = plan_for(spark, config, n_users, items.shape[0], items.shape[1], widths)
+    seen_pairs = count_parquet_rows(layout.interactions) if seen is not None else 0
+    plan = plan_for(spark, config, n_users, items.shape[0], items.shape[1], widths, seen_pairs)
     log.info("%s", plan.describe())
+    users: DataFrame | UserFiles = user_factors
+    if plan.user_input == "files":
+        users = UserFiles(
+            str(layout.user_factors),
+            None if seen is None else str(layout.interactions),
+            n_model_users,
+            only=None if subset is None else user_indices(subset),
+            skip=None if cold is None else user_indices(cold.filter(F.col("user_idx").isNotNull())),
+        )
     scored = score_users(
         spark,
-        user_factors,
+        users,
         items,
-        seen,
+        None if plan.user_input == "files" else seen,
         k=config.score.k,
         user_block=plan.user_block,
         activation=manifest["score_activation"],
@@ -281,6 +307,12 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
     order, share = popularity_order(spark, spark.read.parquet(str(layout.train)), items.shape[0], allowed)
     fallback = fallback_recommendations(spark, cold, seen, order, share, config.score.k)
     return recommendations.unionByName(attach_ids(fallback, None, item_vocab, model, run_id, "fallback"))
+
+
+def user_indices(users: DataFrame) -> np.ndarray:
+    """The distinct user_idx values of `users`, ascending, on the driver (4 bytes per user)."""
+    column = users.select(F.col("user_idx").cast("int")).distinct().toArrow().column("user_idx")
+    return np.sort(column.to_numpy())
 
 
 def _cold_users(

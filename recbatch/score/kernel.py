@@ -54,7 +54,7 @@ def seen_coordinates(seen: Sequence[np.ndarray | None] | None, n_rows: int) -> t
     lengths = np.fromiter((0 if s is None else len(s) for s in seen), dtype=np.int64, count=n_rows)
     if not lengths.sum():
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in seen if s is not None and len(s)])
+    cols = np.concatenate([s for s in seen if s is not None and len(s)]).astype(np.int64, copy=False)
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), lengths)
     order = np.argsort(cols, kind="stable")
     return rows[order], cols[order]

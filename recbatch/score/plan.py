@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recbatch.errors import DataError
@@ -29,10 +30,15 @@ if TYPE_CHECKING:
     from recbatch.layout import RunLayout
 
 MIB = 1 << 20
-WORKER_BASE_MB = 96  # measured RSS of an idle pyspark worker with numpy and pyarrow imported
+WORKER_BASE_MB = (
+    112  # measured: an idle pyspark worker with numpy, pyarrow (Parquet) and recbatch.score: 108 MiB
+)
 TEMP_FACTOR = 1.35  # buffer + prefilter temporaries (group maxima, gathered groups, masks)
 MIN_BLOCK, MAX_BLOCK, STEP = 256, 1024, 64
 USERS_PER_TASK = 250_000
+SEEN_PAIRS_PER_TASK = 2_000_000  # files input: a task holds its range's seen pairs (8 B, ~24 B while sorting)
+SEEN_PAIR_PEAK_BYTES = 24
+FILE_READER_MB = 16  # files input: Parquet reader code pages and one decoded row group (measured ~12-20 MiB)
 NETWORK_CHUNK_PAIRS = 4_096  # pairs per network pass: activations stay in cache (measured fastest)
 
 
@@ -55,6 +61,8 @@ class ScorePlan:
     network_widths: tuple[int, ...] = ()  # hidden layer widths of an mlp/neumf model; () for dot products
     network_item_bytes: int = 0  # the network's item side, cached once per worker
     network_chunk_bytes: int = 0  # hidden activations of one chunk of pairs
+    user_input: str = "spark"  # "files": tasks read user ranges from the files; "spark": Spark shuffles users
+    seen_pairs: int = 0  # interactions excluded from the ranking (0: none or unknown)
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as plain JSON-able values."""
@@ -67,7 +75,7 @@ class ScorePlan:
             [
                 f"scoring plan: {self.users:,} users x {self.items:,} items, d={self.dim}, K={self.k} "
                 f"({self.users * self.items:,} pairs)",
-                f"  partitions      {self.partitions}",
+                f"  partitions      {self.partitions} ({self._input_line()})",
                 f"  user block      {self.user_block} users per GEMM",
                 f"  item tile       {self.item_tile} items ({tiles} tile{'s' if tiles > 1 else ''} per block)",
                 f"  item factors    {self.item_bytes / MIB:,.1f} MiB, sent as {self.item_transport}",
@@ -78,6 +86,11 @@ class ScorePlan:
                 *self._network_lines(),
             ]
         )
+
+    def _input_line(self) -> str:
+        if self.user_input == "files":
+            return "each task reads its user range from the factor and interaction files"
+        return "Spark shuffles users and their seen items to the workers"
 
     def _network_lines(self) -> list[str]:
         if not self.network_widths:
@@ -107,13 +120,19 @@ def make_plan(
     item_tile: int | None = None,
     partitions: int | None = None,
     network_widths: tuple[int, ...] | None = None,
+    user_input: str = "spark",
+    seen_pairs: int = 0,
 ) -> ScorePlan:
     """Plan a scoring job; explicit user_block / item_tile / partitions override the plan's choice.
 
     `worker_memory_mb` is what a Python worker may use beyond the item factors (interpreter
     included); item factors larger than `broadcast_limit_mb` travel as a memory-mapped file.
     `network_widths`: the hidden widths of an mlp/neumf model (None for dot-product models).
+    `user_input` "files" (tasks read their user ranges themselves, see recbatch.score.user_files)
+    or "spark"; `seen_pairs`: how many interactions are excluded, which bounds a files task's range.
     """
+    if user_input not in ("files", "spark"):
+        raise ValueError(f"user_input must be 'files' or 'spark', got {user_input!r}")
     if min(items, dim, k, parallelism, worker_memory_mb) < 1 or users < 0:
         raise ValueError(
             f"cannot plan users={users} items={items} dim={dim} k={k} parallelism={parallelism} "
@@ -123,7 +142,19 @@ def make_plan(
     # Item side: a floor per hidden unit, a constant and a GMF copy (at most dim) per item.
     net_items = items * (sum(widths) + 1 + dim) * 4 if network_widths is not None else 0
     net_chunk = NETWORK_CHUNK_PAIRS * (sum(widths) + 1) * 4 if network_widths is not None else 0
-    budget = max(worker_memory_mb - WORKER_BASE_MB - 8 - net_chunk // MIB, 16) * MIB  # 8 MiB: Arrow I/O
+    if partitions is None and user_input == "files":
+        # Ranges hold equal user counts, so one task per core is balanced; two (measured on the
+        # Spark path, whose hash partitions are uneven) would only add per-task reads.
+        seen_tasks = math.ceil(seen_pairs / SEEN_PAIRS_PER_TASK)
+        partitions = max(parallelism, math.ceil(users / USERS_PER_TASK), seen_tasks)
+    elif partitions is None:
+        partitions = max(2 * parallelism, math.ceil(users / USERS_PER_TASK))
+    # A files task holds its range's seen pairs while it scores: they come out of the budget.
+    seen_bytes = 0
+    if user_input == "files":
+        seen_bytes = math.ceil(seen_pairs / partitions) * SEEN_PAIR_PEAK_BYTES + FILE_READER_MB * MIB
+    reserved = WORKER_BASE_MB + 8 + (net_chunk + seen_bytes) // MIB  # 8 MiB: Arrow I/O
+    budget = max(worker_memory_mb - reserved, 16) * MIB
     per_user_row = 4 * TEMP_FACTOR  # bytes per (user, item) slot of the buffer and temporaries
     if item_tile is None:
         fits = int(budget / (per_user_row * items))
@@ -134,11 +165,9 @@ def make_plan(
     if user_block is None:
         user_block = int(budget / (per_user_row * item_tile))
         user_block = _round_block(min(max(user_block, 1), MAX_BLOCK, max(users, 1)))
-    if partitions is None:
-        partitions = max(2 * parallelism, math.ceil(users / USERS_PER_TASK))
     item_bytes = items * dim * 4
     buffer_bytes = user_block * item_tile * 4
-    io_bytes = user_block * (dim * 4 + 64) * 4  # Arrow batches in and out, decoded copies
+    io_bytes = user_block * (dim * 4 + 64) * 4 + seen_bytes  # Arrow batches in and out, decoded copies
     peak = (
         WORKER_BASE_MB * MIB + item_bytes + int(buffer_bytes * TEMP_FACTOR) + io_bytes + net_items + net_chunk
     )
@@ -158,6 +187,8 @@ def make_plan(
         network_widths=widths,
         network_item_bytes=net_items,
         network_chunk_bytes=net_chunk,
+        user_input=user_input,
+        seen_pairs=seen_pairs,
     )
 
 
@@ -168,12 +199,13 @@ def plan_for(
     items: int,
     dim: int,
     network_widths: tuple[int, ...] | None = None,
+    seen_pairs: int = 0,
 ) -> ScorePlan:
     """The scoring plan for this config and shape; parallelism from Spark (or the CPU count)."""
+    master = spark.sparkContext.master if spark is not None else config.spark.master
     if spark is not None:
         parallelism = spark.sparkContext.defaultParallelism
     else:
-        master = config.spark.master
         inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
         star = inside.strip() in ("*", "")
         parallelism = (os.cpu_count() or 1) if star else int(inside.split(",")[0])
@@ -190,7 +222,23 @@ def plan_for(
         item_tile=s.item_tile,
         partitions=s.partitions,
         network_widths=network_widths,
+        user_input=resolve_user_input(s.user_input, master),
+        seen_pairs=seen_pairs if s.exclude_seen else 0,
     )
+
+
+def resolve_user_input(setting: str, master: str) -> str:
+    """score.user_input "auto" -> "files" in local mode (workers share the driver's disk), else "spark"."""
+    if setting != "auto":
+        return setting
+    return "files" if master.startswith("local") else "spark"
+
+
+def count_parquet_rows(path: Path) -> int:
+    """Rows of a Parquet file or dataset folder, from the file footers (no data is read)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet").count_rows() if path.exists() else 0
 
 
 def plan_from_artifacts(config: Config, layout: RunLayout) -> ScorePlan:
@@ -203,7 +251,8 @@ def plan_from_artifacts(config: Config, layout: RunLayout) -> ScorePlan:
     items = pq.ParquetFile(layout.item_factors)
     first = items.read_row_group(0, columns=["factors"]).column("factors")[0].as_py() or []
     users = pq.ParquetFile(layout.user_factors).metadata.num_rows
-    return plan_for(None, config, users, items.metadata.num_rows, len(first), _network_widths(layout))
+    seen = count_parquet_rows(layout.interactions) if config.score.exclude_seen else 0
+    return plan_for(None, config, users, items.metadata.num_rows, len(first), _network_widths(layout), seen)
 
 
 def _network_widths(layout: RunLayout) -> tuple[int, ...] | None:

@@ -17,6 +17,8 @@ import numpy as np
 from recbatch.errors import DataError
 from recbatch.training.data import count_rows, parquet_files
 
+FACTOR_ROW_GROUP = 16_384  # rows per Parquet row group of a factor file
+
 
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
@@ -33,7 +35,8 @@ def write_factors(path: Path, index_column: str, matrix: np.ndarray) -> None:
     factors = pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=pa.float32()))
     table = pa.table({index_column: pa.array(np.arange(n, dtype=np.int32)), "factors": factors})
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, _tmp(path))
+    # Small row groups let scoring tasks read only the row groups of their user range.
+    pq.write_table(table, _tmp(path), row_group_size=FACTOR_ROW_GROUP)
     os.replace(_tmp(path), path)
 
 
