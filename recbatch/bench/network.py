@@ -136,7 +136,16 @@ def run_bench(spark, spec: NetworkBenchSpec, folder: Path, contenders: list[str]
     rows, cols = make_seen(spec)
     _write_inputs(spark, folder, user_rows, item_rows, rows, cols)
     cores = spark.sparkContext.defaultParallelism
-    plan = make_plan(spec.users, spec.items, user_rows.shape[1], spec.k, cores, network_widths=spec.layers)
+    plan = make_plan(
+        spec.users,
+        spec.items,
+        user_rows.shape[1],
+        spec.k,
+        cores,
+        network_widths=spec.layers,
+        user_input="files",
+        seen_pairs=len(rows),
+    )
     sample = np.arange(min(spec.naive_users, spec.users))  # the naive subset: every sampled user checked
     sample_seen = _seen_lists(rows, cols, sample)
     results: dict[str, Any] = {"spec": asdict(spec), "plan": plan.as_dict(), "cores": cores, "contenders": {}}

@@ -1,7 +1,9 @@
 """`recbatch bench score`: exact top-K scoring against its peers, on identical factors, in one run.
 
 Contenders (the same seeded random factors and seen items for all):
-  recbatch     recbatch.score.engine.score_users under Spark local[*], output to the noop sink
+  recbatch     recbatch.score.engine.score_users under Spark local[*], output to the noop sink;
+               tasks read their user ranges from the files (score.user_input = files, local default)
+  recbatch-spark  the same with Spark shuffling users to the workers (user_input = spark, clusters)
   als          Spark MLlib ALSModel.recommendForAllUsers on the same factors (cached, repartitioned
                to the core count), output to the noop sink; ALS cannot exclude seen items, so it
                does less work than recbatch
@@ -49,7 +51,9 @@ class BenchSpec:
     naive_users: int = 2_000
     naive_items: int = 1_000
     sample_users: int = 256
-    contenders: list[str] = field(default_factory=lambda: ["recbatch", "als", "ceilings", "naive"])
+    contenders: list[str] = field(
+        default_factory=lambda: ["recbatch", "recbatch-spark", "als", "ceilings", "naive"]
+    )
 
 
 def make_data(spec: BenchSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -88,18 +92,21 @@ def _timed(action, runs: int) -> list[float]:
 
 
 def _write_inputs(spark, folder: Path, users, items, rows, cols) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pandas as pd
+
+    from recbatch.training.artifacts import write_factors
 
     folder.mkdir(parents=True, exist_ok=True)
-    flat = pa.FixedSizeListArray.from_arrays(pa.array(users.ravel()), users.shape[1])
-    factors = pa.table({"user_idx": pa.array(np.arange(len(users), dtype=np.int32)), "factors": flat})
-    pq.write_table(
-        factors.cast(pa.schema([("user_idx", pa.int32()), ("factors", pa.list_(pa.float32()))])),
-        folder / "users.parquet",
+    write_factors(folder / "users.parquet", "user_idx", users)  # as `recbatch train` writes them
+    seen = pd.DataFrame({"user_idx": rows.astype(np.int32), "item_idx": cols.astype(np.int32)})
+    # Laid out as `recbatch prepare` writes interactions: hash-partitioned by user, sorted within.
+    (
+        spark.createDataFrame(seen)
+        .repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), "user_idx")
+        .sortWithinPartitions("user_idx", "item_idx")
+        .write.mode("overwrite")
+        .parquet(str(folder / "seen.parquet"))
     )
-    seen = pa.table({"user_idx": rows.astype(np.int32), "item_idx": cols.astype(np.int32)})
-    pq.write_table(seen, folder / "seen.parquet")
     for name, array in (("users", users), ("items", items), ("seen_rows", rows), ("seen_cols", cols)):
         np.save(folder / f"{name}.npy", array)
 
@@ -121,14 +128,20 @@ def bench_session(app_name: str):
 
 
 def engine_output(spark, spec, folder: Path, items, plan, activation: str, network=None):
-    """The scoring engine's (lazy) output on the bench inputs written under `folder`."""
+    """The scoring engine's (lazy) output on the bench inputs under `folder`, as `plan.user_input` says."""
     from recbatch.score.engine import score_users
+    from recbatch.score.user_files import UserFiles
 
+    if plan.user_input == "files":
+        users, seen = UserFiles(str(folder / "users.parquet"), str(folder / "seen.parquet"), spec.users), None
+    else:
+        users = spark.read.parquet(str(folder / "users.parquet"))
+        seen = spark.read.parquet(str(folder / "seen.parquet"))
     return score_users(
         spark,
-        spark.read.parquet(str(folder / "users.parquet")),
+        users,
         items,
-        spark.read.parquet(str(folder / "seen.parquet")),
+        seen,
         spec.k,
         plan.user_block,
         activation,
@@ -274,7 +287,9 @@ def run_bench(spark, spec: BenchSpec, folder: Path) -> dict[str, Any]:
     users, items, rows, cols = make_data(spec)
     _write_inputs(spark, folder, users, items, rows, cols)
     cores = spark.sparkContext.defaultParallelism
-    plan = make_plan(spec.users, spec.items, spec.dim, spec.k, cores)
+    plan = make_plan(
+        spec.users, spec.items, spec.dim, spec.k, cores, user_input="files", seen_pairs=len(rows)
+    )
     rng = np.random.default_rng(spec.seed + 1)
     sample = np.sort(rng.choice(spec.users, size=min(spec.sample_users, spec.users), replace=False))
     pairs = spec.users * spec.items
@@ -288,6 +303,14 @@ def run_bench(spark, spec: BenchSpec, folder: Path) -> dict[str, Any]:
             g == w for g, w in zip(found["recbatch"].pop("top"), want, strict=True)
         )
         found["recbatch"]["sampled_users"] = len(sample)
+    if "recbatch-spark" in spec.contenders:  # the cluster path: Spark shuffles users to the workers
+        spark_plan = make_plan(spec.users, spec.items, spec.dim, spec.k, cores, user_input="spark")
+
+        def spark_input():
+            scored = engine_output(spark, spec, folder, items, spark_plan, "identity")
+            scored.write.format("noop").mode("overwrite").save()
+
+        found["recbatch-spark"] = {"seconds": _timed(spark_input, spec.runs), "pairs": pairs}
     if "als" in spec.contenders:
         found["als"] = {**_als(spark, spec, users, items), "pairs": pairs}
     if "ceilings" in spec.contenders:
@@ -363,7 +386,7 @@ def format_report(results: dict[str, Any]) -> str:
         limit = plan["item_bytes"] + 256 * MIB
         lines.append(
             f"recbatch plan: block {plan['user_block']} users, tile {plan['item_tile']} items, "
-            f"{plan['partitions']} partitions, items by {plan['item_transport']}; "
+            f"{plan['partitions']} partitions, users by {plan['user_input']}, items by {plan['item_transport']}; "
             f"peak Python worker RSS {peak / MIB:,.0f} MiB (target <= item factors + 256 MiB = "
             f"{limit / MIB:,.0f} MiB: {'met' if peak <= limit else 'NOT met'})"
         )
