@@ -74,6 +74,19 @@ def test_only_and_skip_choose_the_users_scored(spark, user_files):
     got = _collect(score_users(spark, subset, items, None, K, 2, "identity", 3))
     want = sorted(r for r in _brute_force(users, items, seen, K, "identity") if r[0] in {1, 3, 10, 20, 36})
     assert [r[:2] + r[3:] for r in got] == [r[:2] + r[3:] for r in want]
+    nobody = UserFiles(files.factors, files.seen, N_USERS, only=np.array([], dtype=np.int32))
+    assert score_users(spark, nobody, items, None, K, 2, "identity", 3).count() == 0
+
+
+def test_membership_in_only_and_skip_is_exact():
+    from recbatch.score.user_files import _keep_mask
+
+    users = np.array([0, 3, 5, 9, 13], dtype=np.int32)
+    only = np.array([3, 4, 9, 12], dtype=np.int32)
+    assert _keep_mask(users, only, np.array([9])).tolist() == [False, True, False, False, False]
+    assert _keep_mask(users, None, np.array([0, 13])).tolist() == [False, True, True, True, False]
+    assert _keep_mask(users, np.array([], dtype=np.int32), None).tolist() == [False] * 5
+    assert _keep_mask(users, None, None) is None
 
 
 def test_ranges_cover_every_user_once():

@@ -38,6 +38,7 @@ MIN_BLOCK, MAX_BLOCK, STEP = 256, 1024, 64
 USERS_PER_TASK = 250_000
 SEEN_PAIRS_PER_TASK = 2_000_000  # files input: a task holds its range's seen pairs (8 B, ~24 B while sorting)
 SEEN_PAIR_PEAK_BYTES = 24
+HEADROOM_MB = 16  # blocks are sized this far under the budget: measured peaks vary ~6 MiB run to run
 FILE_READER_MB = 16  # files input: Parquet reader code pages and one decoded row group (measured ~12-20 MiB)
 NETWORK_CHUNK_PAIRS = 4_096  # pairs per network pass: activations stay in cache (measured fastest)
 
@@ -153,7 +154,7 @@ def make_plan(
     seen_bytes = 0
     if user_input == "files":
         seen_bytes = math.ceil(seen_pairs / partitions) * SEEN_PAIR_PEAK_BYTES + FILE_READER_MB * MIB
-    reserved = WORKER_BASE_MB + 8 + (net_chunk + seen_bytes) // MIB  # 8 MiB: Arrow I/O
+    reserved = WORKER_BASE_MB + 8 + HEADROOM_MB + (net_chunk + seen_bytes) // MIB  # 8 MiB: Arrow I/O
     budget = max(worker_memory_mb - reserved, 16) * MIB
     per_user_row = 4 * TEMP_FACTOR  # bytes per (user, item) slot of the buffer and temporaries
     if item_tile is None:
