@@ -33,12 +33,14 @@ _ARROW_SCHEMA = pa.schema(
 
 
 def read_candidates(
-    spark: SparkSession, path: str, user_vocab: DataFrame, item_vocab: DataFrame
+    spark: SparkSession, path: str, user_vocab: DataFrame, item_vocab: DataFrame, check: bool = True
 ) -> tuple[DataFrame, dict[str, int]]:
     """Distinct (user_idx, item_idx) candidate pairs of the table at `path`, and row counts.
 
     Counts: rows (distinct pairs read), unknown_user, unknown_item (pairs whose user or
     item is not in the vocabulary, not scored) and known (pairs that will be scored).
+    `check` False skips the counting job, its warning and the all-unknown error (empty
+    counts): for a second reading of a table the score stage has already checked.
     """
     from pyspark.sql import functions as F
 
@@ -58,6 +60,10 @@ def read_candidates(
     matched = pairs.join(user_vocab.select("user_id", "user_idx"), on="user_id", how="left").join(
         F.broadcast(item_vocab.select("item_id", "item_idx")), on="item_id", how="left"
     )
+    known = matched.where(F.col("user_idx").isNotNull() & F.col("item_idx").isNotNull())
+    known = known.select(F.col("user_idx").cast("int"), F.col("item_idx").cast("int"))
+    if not check:
+        return known, {}
     totals = matched.agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(F.col("user_idx").isNull(), 1).otherwise(0)).alias("unknown_user"),
@@ -79,8 +85,7 @@ def read_candidates(
             f"score.candidates table {path}: none of its {counts['rows']} (user_id, item_id) pairs has both "
             "ids in the model's vocabulary; check that it comes from the same data as the model"
         )
-    known = matched.where(F.col("user_idx").isNotNull() & F.col("item_idx").isNotNull())
-    return known.select(F.col("user_idx").cast("int"), F.col("item_idx").cast("int")), counts
+    return known, counts
 
 
 def eligible_candidates(

@@ -378,7 +378,8 @@ def expected_rows_per_user(spark: SparkSession, config: Config, layout: RunLayou
     if config.score.candidates is not None:
         from recbatch.score.candidates import eligible_candidates, expected_candidate_rows, read_candidates
 
-        pairs, _ = read_candidates(spark, str(config.score.candidates), vocab, item_vocab)
+        # run_score read the same table and checked it (counts, warning, all-unknown error).
+        pairs, _ = read_candidates(spark, str(config.score.candidates), vocab, item_vocab, check=False)
         subset = selected_users(spark, config.score, vocab)
         if subset is not None:
             pairs = pairs.join(subset.select("user_idx"), on="user_idx", how="left_semi")
