@@ -157,17 +157,17 @@ def score_candidate_batch(
     network: dict[str, Any] | None = None,
 ) -> pa.RecordBatch:
     """Rank one Arrow batch of (user_idx, factors, cands) rows; see `score_candidates`."""
-    from recbatch.score.blocks import activate
+    from recbatch.score.blocks import activate, as_numpy, from_numpy
 
-    users = batch.column("user_idx").to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    users = as_numpy(batch.column("user_idx"), "candidate user_idx").astype(np.int32, copy=False)
     factors = batch.column("factors")
     dim = items.shape[1]
-    vecs = pc.list_flatten(factors).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    vecs = as_numpy(pc.list_flatten(factors), "user factors").astype(np.float32, copy=False)
     if len(vecs) != len(users) * dim:
         raise ValueError(f"user factors do not all have {dim} values; rerun `recbatch train`")
     vecs = vecs.reshape(len(users), dim)
-    lengths = pc.list_value_length(batch.column("cands")).to_numpy(zero_copy_only=False)
-    cands = pc.list_flatten(batch.column("cands")).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = as_numpy(pc.fill_null(pc.list_value_length(batch.column("cands")), 0), "candidate counts")
+    cands = as_numpy(pc.list_flatten(batch.column("cands")), "candidate item_idx").astype(np.int64)
     rows = np.repeat(np.arange(len(users)), lengths)
     logits = pair_logits(vecs[rows], items[cands], network).astype(np.float32)
     order = np.lexsort((cands, -logits, rows))
@@ -176,10 +176,10 @@ def score_candidate_batch(
     keep = slice(None) if k is None else rank <= k
     return pa.RecordBatch.from_arrays(
         [
-            pa.array(users[rows[keep]], type=pa.int32()),
-            pa.array(cands[keep].astype(np.int32), type=pa.int32()),
-            pa.array(activate(logits[keep], activation), type=pa.float32()),
-            pa.array(rank[keep].astype(np.int32), type=pa.int32()),
+            from_numpy(users[rows[keep]], pa.int32()),
+            from_numpy(cands[keep], pa.int32()),
+            from_numpy(activate(logits[keep], activation), pa.float32()),
+            from_numpy(rank[keep], pa.int32()),
         ],
         schema=_ARROW_SCHEMA,
     )

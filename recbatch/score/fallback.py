@@ -118,9 +118,11 @@ def fallback_recommendations(
 
 def fallback_batch(batch: pa.RecordBatch, order: np.ndarray, share: np.ndarray, k: int) -> pa.RecordBatch:
     """Top-k unseen items of `order` for each row of a (user_id, seen) Arrow batch."""
+    from recbatch.score.blocks import as_numpy, from_numpy
+
     seen_col = batch.column("seen")
-    lengths = pc.fill_null(pc.list_value_length(seen_col), 0).to_numpy(zero_copy_only=False)
-    flat = pc.list_flatten(seen_col).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    lengths = as_numpy(pc.fill_null(pc.list_value_length(seen_col), 0), "seen lengths")
+    flat = as_numpy(pc.list_flatten(seen_col), "seen item_idx").astype(np.int64, copy=False)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     head = np.arange(min(k, len(order)))
     rows: list[np.ndarray] = []
@@ -143,10 +145,10 @@ def fallback_batch(batch: pa.RecordBatch, order: np.ndarray, share: np.ndarray, 
     rank = np.arange(len(row)) - starts + 1
     return pa.RecordBatch.from_arrays(
         [
-            batch.column("user_id").take(pa.array(row, type=pa.int64())),
-            pa.array(order[pick].astype(np.int32), type=pa.int32()),
-            pa.array(share[pick], type=pa.float32()),
-            pa.array(rank.astype(np.int32), type=pa.int32()),
+            batch.column("user_id").take(from_numpy(row, pa.int64())),
+            from_numpy(order[pick], pa.int32()),
+            from_numpy(share[pick], pa.float32()),
+            from_numpy(rank, pa.int32()),
         ],
         schema=_ARROW_SCHEMA,
     )
