@@ -46,9 +46,9 @@ def activate(dots: np.ndarray, activation: str) -> np.ndarray:
 def as_numpy(array: pa.Array | pa.ChunkedArray, what: str) -> np.ndarray:
     """A null-free numeric Arrow array viewed as numpy.
 
-    Arrow's copying conversion (`zero_copy_only=False`) imports pandas, which costs each
-    Python worker ~40 MiB of resident memory; these columns never hold nulls, so the
-    buffer is viewed as it is and a null is an error naming the column.
+    Arrow's `to_numpy` imports pandas (even with zero_copy_only=True), which costs each
+    Python worker ~40 MiB of resident memory; these columns never hold nulls, so the data
+    buffer is viewed as it is (read-only) and a null is an error naming the column.
     """
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
@@ -59,7 +59,6 @@ def as_numpy(array: pa.Array | pa.ChunkedArray, what: str) -> np.ndarray:
         raise ValueError(
             f"{what} has Arrow type {array.type}; expected one of {sorted(map(str, _NUMPY_TYPES))}"
         )
-    # Even to_numpy(zero_copy_only=True) imports pandas, so the data buffer is viewed directly.
     return np.frombuffer(
         array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
     )
