@@ -17,6 +17,7 @@ K=10: ~2.5x numpy's argpartition and faster than TensorFlow's matmul + top_k.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,8 @@ class TopKScorer:
 
     One instance per Python worker (or per partition): the buffer of user_block x
     item_tile float32 scores is allocated once, which also spares the page faults of a
-    fresh allocation per block (they cost more than the GEMM itself).
+    fresh allocation per block (they cost more than the GEMM itself). Subclasses rank by
+    another score by overriding `_block_state` and `_tile_scores` (the network kernel).
     """
 
     def __init__(
@@ -128,6 +130,14 @@ class TopKScorer:
         ):
             raise ValueError("item_ids must be ascending, unique and give one index per item row")
         self._buffer = np.empty(0, np.float32)
+
+    def _block_state(self, users: np.ndarray) -> Any:
+        """Per-block work shared by every item tile (none for a dot product)."""
+        return None
+
+    def _tile_scores(self, users: np.ndarray, block: Any, start: int, stop: int, out: np.ndarray) -> None:
+        """Ranking scores of the block's users against items start..stop, into `out` (users x tile)."""
+        np.matmul(users, self.items[start:stop].T, out=out)
 
     def _local_seen(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Seen pairs in the subset's row numbering; seen items outside the subset drop out."""
@@ -150,12 +160,13 @@ class TopKScorer:
             seen_rows, seen_cols = self._local_seen(seen_rows, seen_cols)
         elif len(seen_cols) and (seen_cols[0] < 0 or seen_cols[-1] >= n_items):
             raise ValueError(f"seen item index outside 0..{n_items - 1}")
+        block = self._block_state(users)
         for start in range(0, n_items, self.item_tile):
             stop = min(start + self.item_tile, n_items)
             if self._buffer.size < n_rows * (stop - start):
                 self._buffer = np.empty(n_rows * (stop - start), np.float32)
             scores = self._buffer[: n_rows * (stop - start)].reshape(n_rows, stop - start)
-            np.matmul(users, self.items[start:stop].T, out=scores)
+            self._tile_scores(users, block, start, stop, scores)
             lo, hi = np.searchsorted(seen_cols, [start, stop])
             scores[seen_rows[lo:hi], seen_cols[lo:hi] - start] = -np.inf
             rows, cols, values = _candidates(scores, self.k, val[:, -1])

@@ -23,12 +23,11 @@ module: numpy only, never TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from recbatch.score.kernel import NO_ITEM, TopKScorer, _candidates, _merge, seen_coordinates
+from recbatch.score.kernel import TopKScorer
 from recbatch.score.plan import NETWORK_CHUNK_PAIRS
 
 CHUNK_PAIRS = NETWORK_CHUNK_PAIRS
@@ -148,41 +147,19 @@ class NetworkTopKScorer(TopKScorer):
             h = nxt
         return (h @ self.out_mlp).reshape(shape[:2])
 
-    def __call__(
-        self, user_vecs: np.ndarray, seen: Sequence[np.ndarray | None] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(item indices, logits) shaped (users, k), padded with -1 / -inf; seen[r] excluded for row r."""
-        users = np.ascontiguousarray(user_vecs, dtype=np.float32)
-        n_rows, n_items = len(users), len(self.items)
-        idx = np.full((n_rows, self.k), NO_ITEM, dtype=np.int64)
-        val = np.full((n_rows, self.k), -np.inf, dtype=np.float32)
-        if n_rows == 0:
-            return idx, val
+    def _block_state(self, users: np.ndarray) -> np.ndarray:
+        """The user half of the first layer: once per block, shared by every item tile."""
         if users.ndim != 2 or users.shape[1] != self.items.shape[1]:
             raise ValueError(
                 f"user rows have shape {users.shape}; the items have {self.items.shape[1]} factors"
             )
-        seen_rows, seen_cols = seen_coordinates(seen, n_rows)
-        if self.item_ids is not None:
-            seen_rows, seen_cols = self._local_seen(seen_rows, seen_cols)
-        elif len(seen_cols) and (seen_cols[0] < 0 or seen_cols[-1] >= n_items):
-            raise ValueError(f"seen item index outside 0..{n_items - 1}")
         user_mlp = users[:, self.gmf_dim :]
-        # The user half of the first layer: once per block, shared by every item tile.
-        user_proj = user_mlp @ self.w0_user if self.n_layers else user_mlp @ self.out_mlp[: self.m]
-        for start in range(0, n_items, self.item_tile):
-            stop = min(start + self.item_tile, n_items)
-            if self._buffer.size < n_rows * (stop - start):
-                self._buffer = np.empty(n_rows * (stop - start), np.float32)
-            logits = self._buffer[: n_rows * (stop - start)].reshape(n_rows, stop - start)
-            self._tile_logits(users, user_proj, start, stop, logits)
-            lo, hi = np.searchsorted(seen_cols, [start, stop])
-            logits[seen_rows[lo:hi], seen_cols[lo:hi] - start] = -np.inf
-            rows, cols, values = _candidates(logits, self.k, val[:, -1])
-            _merge(idx, val, rows, cols + start, values)
-        if self.item_ids is not None:
-            idx = np.where(idx >= 0, self.item_ids[np.maximum(idx, 0)], NO_ITEM)
-        return idx, val
+        return user_mlp @ self.w0_user if self.n_layers else user_mlp @ self.out_mlp[: self.m]
+
+    def _tile_scores(
+        self, users: np.ndarray, block: np.ndarray, start: int, stop: int, out: np.ndarray
+    ) -> None:
+        self._tile_logits(users, block, start, stop, out)
 
 
 _WORKER: list[tuple[Any, ...]] = []  # (items, weights, k, item_tile, item_ids, scorer) of the last job
