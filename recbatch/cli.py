@@ -327,7 +327,8 @@ def bench_score(
     runs: BenchRunsOpt = 3,
     out: BenchOutOpt = Path("out/bench"),
     only: Annotated[
-        list[str] | None, typer.Option(help="Contenders to run: recbatch, als, ceilings, naive (repeatable).")
+        list[str] | None,
+        typer.Option(help="Contenders to run: recbatch, recbatch-spark, als, ceilings, naive (repeatable)."),
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:

@@ -16,8 +16,6 @@ probabilities (keras-call), compared list for list.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from recbatch.bench.score import _timed, _write_inputs, bench_session, engine_output
+from recbatch.bench.score import _timed, _write_inputs, bench_session, engine_output, save_results
 from recbatch.bench.worker_rss import WorkerRss
 
 SIZES = {"tiny": (2_000, 500), "quick": (20_000, 5_000), "full": (100_000, 20_000)}
@@ -252,11 +250,4 @@ def bench_network(
     started = time.perf_counter()
     results = run_bench(spark, spec, folder, contenders or ["recbatch", "recbatch-1p", *NAIVE])
     results["bench_seconds"] = time.perf_counter() - started
-    results["load_average"] = os.getloadavg()
-    results["summary"] = summarise(results)
-    report = format_report(results)
-    (folder / "results.json").write_text(
-        json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8"
-    )
-    (folder / "report.md").write_text(report, encoding="utf-8")
-    return results, report
+    return results, save_results(folder, results, summarise, format_report)

@@ -424,6 +424,11 @@ def bench_score(size: str, runs: int, workdir: Path, contenders: list[str] | Non
     spark = bench_session("recbatch-bench-score")
     folder = Path(workdir) / f"score-{size}"
     results = run_bench(spark, spec, folder)
+    return results, save_results(folder, results, summarise, format_report)
+
+
+def save_results(folder: Path, results: dict[str, Any], summarise, format_report) -> str:
+    """Add the load average and summary to `results`, write results.json and report.md; return the report."""
     results["load_average"] = os.getloadavg()
     results["summary"] = summarise(results)
     report = format_report(results)
@@ -431,4 +436,4 @@ def bench_score(size: str, runs: int, workdir: Path, contenders: list[str] | Non
         json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8"
     )
     (folder / "report.md").write_text(report, encoding="utf-8")
-    return results, report
+    return report
