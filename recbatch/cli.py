@@ -105,8 +105,8 @@ def _spark(cfg: Config):
 
 
 def _layout(cfg: Config, date: str | None):
+    from recbatch.ops.run_id import parse_date
     from recbatch.pipeline import layout_for
-    from recbatch.runs import parse_date
 
     return layout_for(cfg, parse_date(date))
 
@@ -187,7 +187,7 @@ def evaluate(
 ) -> None:
     """Rank held-out items for the model(s) and the baselines; print and save metrics, report.md, plots."""
     from recbatch import pipeline
-    from recbatch.evaluate import format_metrics_table
+    from recbatch.evaluate.stage import format_metrics_table
 
     flags = {"protocol": protocol, "negatives": negatives}
     overrides = list(set_ or []) + [f"evaluate.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
@@ -207,7 +207,7 @@ def tune(
     config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
 ) -> None:
     """Search train.search on the validation split (never test); print the trials and the best config."""
-    from recbatch.tune import format_best, run_tune
+    from recbatch.train.tune import format_best, run_tune
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
@@ -280,7 +280,7 @@ def run(
 ) -> None:
     """Run every stage for one date: prepare, train, evaluate, score and publish (idempotent, locked)."""
     from recbatch import pipeline
-    from recbatch.runs import workdir_lock
+    from recbatch.ops.lock import workdir_lock
     from recbatch.summary import render_run
 
     cfg = _load(config, set_)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from recbatch.config import Config
 from recbatch.layout import RunLayout
-from recbatch.runs import make_run_id, versions
+from recbatch.ops.run_id import make_run_id, versions
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,7 +38,7 @@ def prepare(spark: SparkSession, config: Config, layout: RunLayout) -> dict[str,
 
 def train(config: Config, layout: RunLayout) -> dict[str, Any]:
     """Fit the configured model on the prepared train split; returns its manifest."""
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     return run_train(config, layout)
 
@@ -49,11 +49,11 @@ def evaluate(config: Config, layout: RunLayout, spark: SparkSession | None = Non
     The Spark ALS baseline is trained here, on the same train split, when it is configured
     and a session is at hand.
     """
-    from recbatch.evaluate import run_evaluate
+    from recbatch.evaluate.stage import run_evaluate
 
     extra = {}
     if "als" in config.evaluate.baselines and spark is not None:
-        from recbatch.als import als_factors
+        from recbatch.evaluate.als import als_factors
 
         users = spark.read.parquet(str(layout.user_vocab)).count()
         items = spark.read.parquet(str(layout.item_vocab)).count()

@@ -36,7 +36,7 @@ def main(stage: str, argv: list[str] | None = None) -> int:
 
 def _run(stage: str, args: argparse.Namespace) -> int:
     from recbatch import pipeline
-    from recbatch.runs import parse_date, workdir_lock
+    from recbatch.ops.run_id import parse_date, workdir_lock
     from recbatch.session import build_session
 
     config = load_config(args.config, args.overrides)

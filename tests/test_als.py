@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from recbatch.als import als_factors
+from recbatch.artifacts import write_factors
 from recbatch.config import AlsConfig
-from recbatch.evaluate import run_evaluate
-from recbatch.runs import write_json
-from recbatch.training.artifacts import write_factors
+from recbatch.core.files import write_json
+from recbatch.evaluate.als import als_factors
+from recbatch.evaluate.stage import run_evaluate
 from tests.builders import clustered_data, tiny_config, write_prepared
 
 
@@ -45,7 +45,7 @@ def test_als_baseline_is_reported_beside_the_model_and_beats_popularity(spark, t
 
 
 def test_als_grid_picks_the_best_validation_point(spark, tmp_path):
-    from recbatch.als import grid, pick_params
+    from recbatch.evaluate.als import grid, pick_params
 
     data = clustered_data(n_users=40, n_items=30, per_user=8, seed=1)
     layout = write_prepared(tmp_path, data)

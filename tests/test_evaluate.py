@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recbatch.artifacts import write_factors
+from recbatch.core.files import write_json
 from recbatch.errors import DataError
-from recbatch.evaluate import format_metrics_table, run_evaluate
-from recbatch.runs import write_json
-from recbatch.training.artifacts import write_factors
+from recbatch.evaluate.stage import format_metrics_table, run_evaluate
 from tests.builders import clustered_data, tiny_config, write_prepared
 
 
@@ -127,7 +127,7 @@ def test_format_metrics_table() -> None:
 
 def test_trained_mf_beats_popularity_and_seed_matches_it(tmp_path: Path) -> None:
     """Two taste clusters: mf must learn them; seed ranks every user's items alike, like popularity."""
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     results = {}
@@ -165,7 +165,7 @@ def test_sampled_protocol_ranks_only_test_items_and_sampled_negatives(tmp_path: 
     )
     assert sampled["models"]["mf"]["coverage@10"] <= 30 * 6 / n_items
 
-    from recbatch.ranking import sample_candidates
+    from recbatch.core.ranking import sample_candidates
 
     seen = [tr_i[tr_u == u] for u in range(n_users)]
     relevant = [te_i[te_u == u] for u in range(n_users)]
@@ -176,7 +176,7 @@ def test_sampled_protocol_ranks_only_test_items_and_sampled_negatives(tmp_path: 
 
 
 def test_recent_popularity_counts_only_the_window() -> None:
-    from recbatch.evaluate import recent_popularity
+    from recbatch.evaluate.stage import recent_popularity
 
     items = np.array([0, 0, 0, 1, 1, 2], np.int32)
     day = 86_400
@@ -189,7 +189,7 @@ def test_recent_popularity_counts_only_the_window() -> None:
 def test_network_model_is_ranked_through_its_network(tmp_path: Path) -> None:
     import keras
 
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     data = clustered_data(n_users=30, n_items=16, per_user=4, seed=5)
     tr_u, tr_i, te_u, te_i, n_users, n_items = data
@@ -211,7 +211,7 @@ def test_network_model_is_ranked_through_its_network(tmp_path: Path) -> None:
 
 
 def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> None:
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     config = tiny_config(tmp_path, "seed", epochs=3, validation=False)
@@ -237,7 +237,7 @@ def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> No
 
 
 def test_report_warns_about_sampled_metrics_and_names_the_winner() -> None:
-    from recbatch.report import render_markdown
+    from recbatch.evaluate.report import render_markdown
 
     scores = {f"{m}@10": 0.1 for m in ("hr", "ndcg", "precision", "recall", "map", "mrr", "coverage")}
     metrics = {
@@ -257,8 +257,8 @@ def test_report_warns_about_sampled_metrics_and_names_the_winner() -> None:
 
 
 def test_two_stage_cost_is_zero_when_retrieving_everything_and_matches_a_naive_rerank(tmp_path: Path) -> None:
-    from recbatch.ranking import rank_users
-    from recbatch.train import run_train
+    from recbatch.core.ranking import rank_users
+    from recbatch.train.stage import run_train
 
     data = clustered_data(n_users=30, n_items=16, per_user=4, seed=6)
     layout = write_prepared(tmp_path, data)
@@ -279,8 +279,8 @@ def test_two_stage_cost_is_zero_when_retrieving_everything_and_matches_a_naive_r
     assert 0.0 <= row["overlap"] <= 1.0 and row["n"] == 3
     assert "Two-stage scoring" in (layout.eval_dir / "report.md").read_text()
     # Naive reference: the retriever's top 3 unseen items, re-sorted by the network's logits.
-    from recbatch.evaluate import _train_extra, model_scorer_from_artifacts
-    from recbatch.training.artifacts import read_manifest
+    from recbatch.artifacts import read_manifest
+    from recbatch.evaluate.stage import _train_extra, model_scorer_from_artifacts
 
     network = model_scorer_from_artifacts(layout, read_manifest(layout.model_manifest))
     retriever, _ = _train_extra(config, layout, "mf", 30, 16)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from recbatch.metrics import ranking_metrics
+from recbatch.core.metrics import ranking_metrics
 
 L3, L4, L5 = math.log2(3), math.log2(4), math.log2(5)
 

@@ -87,8 +87,8 @@ def test_save_load_gives_identical_predictions(name: str, tmp_path: Path) -> Non
     x = all_pairs()
     np.testing.assert_array_equal(predict(loaded, x), predict(model, x))
     if name in NETWORK:
-        for key, value in model.network_weights().items():
-            np.testing.assert_array_equal(loaded.network_weights()[key], value)
+        for key, value in model.network_weights().to_arrays().items():
+            np.testing.assert_array_equal(loaded.network_weights().to_arrays()[key], value)
         return
     u1, v1, _ = registry.scoring_factors(model)
     u2, v2, _ = registry.scoring_factors(loaded)
@@ -110,7 +110,7 @@ def test_logit_is_the_pre_sigmoid_output_and_penalty_is_batch_l2(name: str) -> N
 @pytest.mark.parametrize("name", NETWORK)
 def test_network_models_score_exactly_in_numpy(name: str) -> None:
     """The exported embedding rows and dense weights reproduce the Keras logits without TensorFlow."""
-    from recbatch.models.network_numpy import network_logits
+    from recbatch.core.network import network_logits
 
     model = trained(name)
     with pytest.raises(TypeError, match="no dot-product"):

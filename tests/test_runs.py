@@ -9,8 +9,10 @@ import time
 import pytest
 
 from recbatch.config import load_config
+from recbatch.core.files import write_json
 from recbatch.errors import ConfigError, LockHeldError
-from recbatch.runs import make_run_id, parse_date, workdir_lock, write_json
+from recbatch.ops.lock import workdir_lock
+from recbatch.ops.run_id import make_run_id, parse_date
 
 
 def test_parse_date_accepts_iso_and_rejects_the_rest():
@@ -40,7 +42,7 @@ def test_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from recbatch.runs import workdir_lock\n"
+            "import sys, time; from pathlib import Path; from recbatch.ops.lock import workdir_lock\n"
             f"with workdir_lock(Path({str(lock)!r}), 'test holder'):\n"
             "    print('held', flush=True); time.sleep(30)",
         ],

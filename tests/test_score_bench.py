@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recbatch.bench.score import BenchSpec, brute_force, format_report, make_data, run_bench, summarise
-from recbatch.score.kernel import top_k_dot
+from recbatch.core.topk import top_k_dot
 
 pytestmark = pytest.mark.spark
 

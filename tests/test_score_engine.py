@@ -337,7 +337,7 @@ def test_run_score_scores_only_listed_users(spark, tmp_path, user_input):
 def test_network_models_need_their_weights_rather_than_ranking_by_embeddings(tmp_path):
     import json
 
-    from recbatch.score.engine import read_model_manifest
+    from recbatch.artifacts import read_manifest as read_model_manifest
 
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"model": "neumf", "score_activation": "sigmoid", "scoring": "network"}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbatch.score.kernel import TopKScorer, top_k_dot, top_k_rows
+from recbatch.core.topk import TopKScorer, top_k_dot, top_k_rows
 
 
 def _naive(users, items, k, seen):

@@ -68,7 +68,7 @@ def test_candidate_batch_ranks_each_users_candidates_by_dot_then_item():
 
 
 def test_network_pair_logits_match_the_block_logits():
-    from recbatch.models.network_numpy import network_logits, network_pair_logits
+    from recbatch.core.network import NetworkWeights, network_logits, network_pair_logits
 
     rng = np.random.default_rng(7)
     g, m = 3, 4
@@ -84,6 +84,7 @@ def test_network_pair_logits_match_the_block_logits():
     }
     users = rng.standard_normal((6, g + m)).astype(np.float32)
     items = rng.standard_normal((6, g + m)).astype(np.float32)
+    weights = NetworkWeights.from_arrays(weights)
     full = network_logits(weights, users, items)
     np.testing.assert_allclose(
         network_pair_logits(weights, users, items), np.diag(full), rtol=1e-5, atol=1e-5

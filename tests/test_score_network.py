@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbatch.models.network_numpy import network_logits
-from recbatch.score.network_kernel import NetworkTopKScorer
+from recbatch.core.network import NetworkWeights, network_logits
+from recbatch.core.network_topk import NetworkTopKScorer
 
 K = 5
 
 
-def _weights(rng, gmf_dim: int, mlp_dim: int, layers: tuple[int, ...], dyadic: bool = False) -> dict:
-    """Random network weights in network_numpy's layout; `dyadic`: values in {-1, -0.5, 0, 0.5, 1}.
+def _weights(
+    rng, gmf_dim: int, mlp_dim: int, layers: tuple[int, ...], dyadic: bool = False
+) -> NetworkWeights:
+    """Random network weights as NetworkWeights; `dyadic`: values in {-1, -0.5, 0, 0.5, 1}.
 
     Dyadic weights and factors make every float32 sum exact whatever the order of operations,
     so equal logits are really equal (ties) and results must match the reference bit for bit.
@@ -29,7 +31,7 @@ def _weights(rng, gmf_dim: int, mlp_dim: int, layers: tuple[int, ...], dyadic: b
         weights[f"w{n}"], weights[f"b{n}"] = draw(width, units), draw(units)
         width = units
     weights["out_w"], weights["out_b"] = draw(gmf_dim + width), draw(1)
-    return weights
+    return NetworkWeights.from_arrays(weights)
 
 
 def _rows(rng, n: int, dim: int, dyadic: bool = False) -> np.ndarray:
@@ -100,7 +102,7 @@ def test_ties_break_by_lower_item_index_and_match_the_reference_bit_for_bit():
 
 
 def test_allowed_subset_keeps_catalogue_indices():
-    from recbatch.score.network_kernel import worker_scorer
+    from recbatch.core.network_topk import worker_scorer
 
     rng = np.random.default_rng(11)
     weights = _weights(rng, 2, 3, (6, 3))
@@ -124,7 +126,7 @@ def test_mismatched_network_is_refused():
     with pytest.raises(ValueError, match="do not fit factor rows of length 6"):
         NetworkTopKScorer(_rows(rng, 5, 6), weights, K)
     with pytest.raises(ValueError, match="lack b0"):
-        NetworkTopKScorer(_rows(rng, 5, 5), {k: v for k, v in weights.items() if k != "b0"}, K)
+        NetworkWeights.from_arrays({k: v for k, v in weights.to_arrays().items() if k != "b0"})
 
 
 @pytest.mark.parametrize("gmf_dim", [3, 0], ids=["neumf", "mlp"])
@@ -184,7 +186,8 @@ def test_spark_engine_scores_the_network_with_blocks_tiles_subsets_and_file_tran
 
 
 def test_plan_counts_the_network_buffers():
-    from recbatch.score.plan import NETWORK_CHUNK_PAIRS, make_plan
+    from recbatch.core.network_topk import CHUNK_PAIRS as NETWORK_CHUNK_PAIRS
+    from recbatch.score.plan import make_plan
 
     dot = make_plan(20_000, 5_000, 64, 10, 2)
     net = make_plan(20_000, 5_000, 64, 10, 2, network_widths=(64, 32, 16))
@@ -226,9 +229,8 @@ partitions = 2
 def test_recbatch_score_publishes_the_network_ranking(spark, tmp_path, model):
     from typer.testing import CliRunner
 
+    from recbatch.artifacts import load_network, read_factors
     from recbatch.cli import app
-    from recbatch.models.network_numpy import load_network
-    from recbatch.score.items import load_item_factors
     from tests.builders import clustered_data, write_prepared, write_split
 
     tr_u, tr_i, te_u, te_i, n_users, n_items = clustered_data()
@@ -249,7 +251,7 @@ def test_recbatch_score_publishes_the_network_ranking(spark, tmp_path, model):
     logits = network_logits(
         load_network(layout.model_dir / "network.npz"),
         np.array(factors, np.float32),
-        load_item_factors(layout.item_factors),
+        read_factors(layout.item_factors, "item_idx"),
     )
     seen = [np.concatenate([tr_i[tr_u == u], te_i[te_u == u]]) for u in range(n_users)]
     want_idx, want_val = _reference(logits, K, seen)

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from recbatch.artifacts import write_factors
 from recbatch.score.user_files import UserFiles, range_blocks, read_factors
-from recbatch.training.artifacts import write_factors
 from tests.test_score_engine import DIM, N_ITEMS, N_USERS, K, _brute_force, _collect, _factors, _inputs, _seen
 
 pytestmark = pytest.mark.spark

@@ -17,7 +17,7 @@ from tests.builders import clustered_data, tiny_config, write_prepared, write_sp
 
 
 def test_negative_sampler_labels_and_seen_items() -> None:
-    from recbatch.training.data import NegativeSampler
+    from recbatch.train.sampling import NegativeSampler
 
     users = np.array([0, 0, 1, 2], np.int32)
     items = np.array([0, 1, 2, 3], np.int32)
@@ -39,7 +39,7 @@ def test_negative_sampler_labels_and_seen_items() -> None:
 
 
 def test_negative_sampler_is_uniform_over_unseen_items() -> None:
-    from recbatch.training.data import NegativeSampler
+    from recbatch.train.sampling import NegativeSampler
 
     sampler = NegativeSampler(
         np.array([0], np.int32),
@@ -58,7 +58,7 @@ def test_factors_round_trip(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recbatch.training.artifacts import read_factors, write_factors
+    from recbatch.artifacts import read_factors, write_factors
 
     matrix = np.arange(12, dtype=np.float32).reshape(4, 3) / 7
     write_factors(tmp_path / "f.parquet", "item_idx", matrix)
@@ -70,7 +70,7 @@ def test_factors_round_trip(tmp_path: Path) -> None:
 
 
 def test_data_fingerprint_ignores_file_names_not_content(tmp_path: Path) -> None:
-    from recbatch.training.artifacts import data_fingerprint
+    from recbatch.artifacts import data_fingerprint
 
     users, items = np.array([0, 1, 1], np.int32), np.array([2, 0, 1], np.int32)
     write_split(tmp_path / "a", users, items)
@@ -84,7 +84,7 @@ def test_data_fingerprint_ignores_file_names_not_content(tmp_path: Path) -> None
 
 
 def test_missing_prepared_data_is_a_data_error(tmp_path: Path) -> None:
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     layout = RunLayout(workdir=tmp_path, date="2026-01-01")
     with pytest.raises(DataError, match="run `recbatch prepare` first"):
@@ -92,7 +92,7 @@ def test_missing_prepared_data_is_a_data_error(tmp_path: Path) -> None:
 
 
 def test_index_outside_vocabulary_is_a_data_error(tmp_path: Path) -> None:
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     tr_u, tr_i, te_u, te_i, n_users, _ = clustered_data()
     layout = write_prepared(tmp_path, (tr_u, tr_i, te_u, te_i, n_users, int(tr_i.max())))  # one item short
@@ -107,8 +107,8 @@ def test_run_train_writes_consistent_artifacts(tmp_path: Path, caplog: pytest.Lo
     import keras
     import pyarrow.parquet as pq
 
-    from recbatch.train import run_train
-    from recbatch.training.artifacts import read_factors
+    from recbatch.artifacts import read_factors
+    from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     config = tiny_config(tmp_path, "mf", epochs=3, validation=False)
@@ -142,8 +142,8 @@ def test_run_train_writes_consistent_artifacts(tmp_path: Path, caplog: pytest.Lo
 
 
 def test_same_seed_same_model(tmp_path: Path) -> None:
-    from recbatch.train import run_train
-    from recbatch.training.artifacts import read_factors
+    from recbatch.artifacts import read_factors
+    from recbatch.train.stage import run_train
 
     results = []
     for run in ("a", "b"):
@@ -157,7 +157,7 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
 
 
 def test_popularity_negatives_follow_count_to_the_alpha() -> None:
-    from recbatch.training.data import NegativeSampler, popularity_weights
+    from recbatch.train.sampling import NegativeSampler, popularity_weights
 
     items = np.array([0] * 9 + [1] * 4 + [2], np.int32)
     probs = popularity_weights(items, 4, alpha=0.5)  # counts 9, 4, 1, (0 -> 1)
@@ -174,7 +174,7 @@ def test_popularity_negatives_follow_count_to_the_alpha() -> None:
 
 
 def test_validation_split_holds_out_each_users_latest_train_item() -> None:
-    from recbatch.training.validation import carve_validation
+    from recbatch.core.validation import carve_validation
 
     users = np.array([0, 0, 0, 1, 2, 2], np.int32)
     items = np.array([5, 6, 7, 1, 3, 4], np.int32)
@@ -196,10 +196,10 @@ def test_validation_split_holds_out_each_users_latest_train_item() -> None:
 )
 def test_every_loss_learns_the_clusters(tmp_path: Path, model: str, loss: str) -> None:
     """Validation NDCG of the carved split must beat a popularity ranking by a margin."""
-    from recbatch.evaluate import item_popularity
-    from recbatch.ranking import DotScorer
-    from recbatch.training.loop import fit
-    from recbatch.training.validation import carve_validation, scorer_ndcg
+    from recbatch.core.ranking import DotScorer
+    from recbatch.core.validation import carve_validation, scorer_ndcg
+    from recbatch.evaluate.stage import item_popularity
+    from recbatch.train.loop import fit
 
     tr_u, tr_i, _, _, n_users, n_items = clustered_data()
     ts = np.arange(len(tr_u), dtype=np.int64)
@@ -214,7 +214,7 @@ def test_every_loss_learns_the_clusters(tmp_path: Path, model: str, loss: str) -
 
 
 def test_early_stopping_and_refit(tmp_path: Path) -> None:
-    from recbatch.training.loop import fit
+    from recbatch.train.loop import fit
 
     tr_u, tr_i, _, _, n_users, n_items = clustered_data()
     ts = np.arange(len(tr_u), dtype=np.int64)
@@ -230,9 +230,9 @@ def test_early_stopping_and_refit(tmp_path: Path) -> None:
 def test_network_model_artifacts_score_like_the_model(tmp_path: Path) -> None:
     import keras
 
-    from recbatch.models.network_numpy import load_network, network_logits
-    from recbatch.train import run_train
-    from recbatch.training.artifacts import read_factors
+    from recbatch.artifacts import load_network, read_factors
+    from recbatch.core.network import network_logits
+    from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     manifest = run_train(tiny_config(tmp_path, "neumf", epochs=2, mlp_layers=[8]), layout)
@@ -251,7 +251,7 @@ def test_network_model_artifacts_score_like_the_model(tmp_path: Path) -> None:
 def test_softmax_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
     import tensorflow as tf
 
-    from recbatch.training.loop import fit
+    from recbatch.train.loop import fit
 
     tf.config.experimental.enable_op_determinism()
     tr_u, tr_i, _, _, n_users, n_items = clustered_data()
@@ -265,7 +265,7 @@ def test_softmax_training_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 def test_neumf_pretraining_path_trains_gmf_and_mlp_first(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from recbatch.training.loop import fit
+    from recbatch.train.loop import fit
 
     tr_u, tr_i, _, _, n_users, n_items = clustered_data()
     ts = np.arange(len(tr_u), dtype=np.int64)

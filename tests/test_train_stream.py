@@ -38,8 +38,8 @@ def _random_split(tmp_path: Path, seed: int = 0) -> tuple[Path, np.ndarray, np.n
 
 
 def test_stream_stats_match_the_in_memory_validation_carve(tmp_path: Path) -> None:
-    from recbatch.training.stream import scan_stats
-    from recbatch.training.validation import carve_validation
+    from recbatch.core.validation import carve_validation
+    from recbatch.train.stream import scan_stats
 
     path, users, items, ts = _random_split(tmp_path)
     stats = scan_stats(path, 30, 100, read_rows=16)
@@ -57,7 +57,7 @@ def test_stream_stats_match_the_in_memory_validation_carve(tmp_path: Path) -> No
 def test_stream_epoch_sees_every_fit_positive_once_holding_little(
     tmp_path: Path, loss: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from recbatch.training import stream
+    from recbatch.train import stream
 
     path, users, items, _ = _random_split(tmp_path)
     read = []
@@ -101,7 +101,7 @@ def test_stream_epoch_sees_every_fit_positive_once_holding_little(
 
 
 def test_stream_batches_depend_on_the_seed_only(tmp_path: Path) -> None:
-    from recbatch.training.stream import StreamInput, scan_stats
+    from recbatch.train.stream import StreamInput, scan_stats
 
     path, *_ = _random_split(tmp_path)
     cfg = tiny_config(tmp_path, "mf", batch_size=25, shuffle_buffer=64).train
@@ -118,7 +118,7 @@ def test_stream_batches_depend_on_the_seed_only(tmp_path: Path) -> None:
 
 
 def test_auto_input_streams_above_the_memory_limit(tmp_path: Path) -> None:
-    from recbatch.training.stream import choose_input, memory_estimate_mb
+    from recbatch.train.stream import choose_input, memory_estimate_mb
 
     cfg = tiny_config(tmp_path, "mf", memory_limit_mb=100).train
     rows = int(100 * 2**20 / memory_estimate_mb(cfg, 2**20))  # about the limit
@@ -128,7 +128,7 @@ def test_auto_input_streams_above_the_memory_limit(tmp_path: Path) -> None:
 
 
 def test_progress_bar_only_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
-    from recbatch.training.progress import EpochProgress
+    from recbatch.train.progress import EpochProgress
 
     with EpochProgress("mf epoch 1/2", 3) as bar:  # pytest's stderr is no terminal: nothing shown
         bar.step(0.5)
@@ -145,7 +145,7 @@ def test_stream_input_missing_column_is_a_data_error(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recbatch.train import run_train
+    from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     for part in layout.train.glob("*.parquet"):
@@ -153,7 +153,7 @@ def test_stream_input_missing_column_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"lacks column\(s\) \['user_idx'\]"):
         run_train(tiny_config(tmp_path, "mf", input="stream"), layout)
     pq.write_table(pa.table({"user_idx": pa.array([0], pa.int32())}), tmp_path / "one.parquet")
-    from recbatch.training.stream import scan_stats
+    from recbatch.train.stream import scan_stats
 
     with pytest.raises(DataError, match=r"lacks column\(s\) \['item_idx'\]"):
         scan_stats(tmp_path / "one.parquet", 1, 1)
@@ -168,11 +168,11 @@ def test_stream_input_missing_column_is_a_data_error(tmp_path: Path) -> None:
 )
 def test_stream_and_memory_inputs_learn_alike(tmp_path: Path, model: str, loss: str, sampling: str) -> None:
     """Both inputs beat popularity by a margin on the clusters and land near each other."""
-    from recbatch.evaluate import item_popularity
-    from recbatch.ranking import DotScorer
-    from recbatch.training.loop import fit
-    from recbatch.training.stream import fit_stream
-    from recbatch.training.validation import carve_validation, scorer_ndcg
+    from recbatch.core.ranking import DotScorer
+    from recbatch.core.validation import carve_validation, scorer_ndcg
+    from recbatch.evaluate.stage import item_popularity
+    from recbatch.train.loop import fit
+    from recbatch.train.stream import fit_stream
 
     tr_u, tr_i, _, _, n_users, n_items = clustered_data()
     write_split(tmp_path / "train", tr_u, tr_i)
@@ -192,8 +192,8 @@ def test_stream_and_memory_inputs_learn_alike(tmp_path: Path, model: str, loss: 
 
 
 def test_run_train_streaming_is_deterministic_for_a_seed(tmp_path: Path) -> None:
-    from recbatch.train import run_train
-    from recbatch.training.artifacts import read_factors
+    from recbatch.artifacts import read_factors
+    from recbatch.train.stage import run_train
 
     results = []
     for run in ("a", "b"):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from recbatch.cli import app
 from recbatch.config import TrainConfig
 from recbatch.errors import ConfigError
-from recbatch.tune import combinations, trial_config
+from recbatch.train.tune import combinations, trial_config
 from tests.builders import write_prepared
 
 

@@ -3,7 +3,7 @@
 One NeuMF Keras model (d=32 per branch, MLP tower 64-32-16) with seeded random weights, the
 same seen items for every contender:
   recbatch        recbatch.score.engine.score_users(network=...) under Spark local[*], noop sink
-  recbatch-1p     recbatch.score.network_kernel.NetworkTopKScorer in this process (a user subset)
+  recbatch-1p     recbatch.core.network_topk.NetworkTopKScorer in this process (a user subset)
   keras-call      the issue's peer: model(...) on every (user, item) pair in batches, then
                   seen masked and top-K by numpy (a user subset)
   keras-predict   the same with model.predict
@@ -82,7 +82,7 @@ def naive_top_k(model: Any, kind: str, users: np.ndarray, n_items: int, seen, k:
     """Top-k items of `users` by evaluating the Keras model on every (user, item) pair in batches."""
     import tensorflow as tf
 
-    from recbatch.score.kernel import mask_seen, top_k_rows
+    from recbatch.core.topk import mask_seen, top_k_rows
 
     if kind == "keras-function" and not hasattr(model, "_bench_call"):
         model._bench_call = tf.function(lambda inputs: model(inputs, training=False))
@@ -125,7 +125,7 @@ def _spark_engine(spark, spec, folder: Path, items, weights, plan, sample) -> di
 
 def run_bench(spark, spec: NetworkBenchSpec, folder: Path, contenders: list[str]) -> dict[str, Any]:
     """Run the contenders of `spec`; returns the results (the input of `format_report`)."""
-    from recbatch.score.network_kernel import NetworkTopKScorer
+    from recbatch.core.network_topk import NetworkTopKScorer
     from recbatch.score.plan import make_plan
 
     model = make_model(spec)
@@ -236,7 +236,7 @@ def bench_network(
     size: str, runs: int, workdir: Path, contenders: list[str] | None = None
 ) -> tuple[dict[str, Any], str]:
     """Build a local[*] session, run the benchmark at a named size, save JSON + Markdown; return both."""
-    from recbatch.train import quiet_tensorflow
+    from recbatch.models.runtime import quiet_tensorflow
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")

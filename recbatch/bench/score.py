@@ -94,7 +94,7 @@ def _timed(action, runs: int) -> list[float]:
 def _write_inputs(spark, folder: Path, users, items, rows, cols) -> None:
     import pandas as pd
 
-    from recbatch.training.artifacts import write_factors
+    from recbatch.artifacts import write_factors
 
     folder.mkdir(parents=True, exist_ok=True)
     write_factors(folder / "users.parquet", "user_idx", users)  # as `recbatch train` writes them

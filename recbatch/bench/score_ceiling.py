@@ -75,7 +75,7 @@ def _numpy_runner(users, items, rows, cols, k, block):
 
 
 def _recbatch_runner(users, items, rows, cols, k, block):
-    from recbatch.score.kernel import TopKScorer
+    from recbatch.core.topk import TopKScorer
 
     scorer = TopKScorer(items, k)
 

@@ -121,7 +121,7 @@ def _update_latest(table_dir: Path) -> None:
 def _stage(
     df: DataFrame, staging: Path, run_id: str, k: int, expected: DataFrame | None, files: int | None
 ) -> tuple[DataFrame, dict[str, Any], list[dict[str, Any]]]:
-    from recbatch.score.validate import validate_recommendations
+    from recbatch.io.table_checks import validate_recommendations
 
     spark = df.sparkSession
     n_files = files or int(spark.conf.get("spark.sql.shuffle.partitions"))
@@ -153,7 +153,7 @@ def publish_table(
     """Publish `df` as `<published_root>/<table>/dt=<date>` atomically and return its manifest.
 
     The table is written to a staging directory, read back and validated (see
-    recbatch.score.validate), given a manifest with per-file sha256 checksums, renamed into
+    recbatch.io.table_checks), given a manifest with per-file sha256 checksums, renamed into
     place, and only then made visible by swapping the `dt=<date>` symlink. On any failure the
     staging directory is removed and the published version is untouched. Republishing a date
     replaces it whole; the newest `config.keep_versions` versions per date are kept.

@@ -168,7 +168,7 @@ def _check_parquet(files: list[str]) -> None:
 def _lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from recbatch.prep.lines import BLOCK, LINE, LINE_NO
+    from recbatch.io.lines import BLOCK, LINE, LINE_NO
 
     return spark.read.text(cfg.path).select(
         F.col("value").alias(LINE),
@@ -183,7 +183,7 @@ def _read(
 ) -> tuple[DataFrame, list[str], str | None]:
     from pyspark.sql import functions as F
 
-    from recbatch.prep import lines as L
+    from recbatch.io import lines as L
 
     files = list_files(spark, cfg)
     header = None

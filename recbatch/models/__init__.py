@@ -12,7 +12,7 @@ Dot-product models (seed, mf, gmf, two_tower) expose
 ``act(user_matrix[u] @ item_matrix[i]) == model(u, i)``, so the scoring engine can rank
 with one matrix multiply per user block and never needs TensorFlow. Network models (mlp,
 neumf) expose ``embedding_factors()`` and ``network_weights()`` instead, scored exactly
-by `network_numpy` (numpy only).
+by `recbatch.core.network` (numpy only).
 
 This package imports nothing itself; importing `recbatch.models.registry` imports Keras.
 """

@@ -5,7 +5,7 @@ branch with their own embeddings, joined by one output unit.
 
 Not a dot product: scoring uses the network (manifest "scoring": "network"); the model
 exports its embedding rows and dense weights (`embedding_factors`, `network_weights`),
-from which `recbatch.models.network_numpy` computes exact scores without TensorFlow.
+from which `recbatch.core.network` computes exact scores without TensorFlow.
 Optional pre-training (`train.pretrain = true`): GMF and MLP are trained first and copied
 in, the output unit weighted 0.5 / 0.5 as in the paper (`load_pretrained`).
 """
@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from recbatch.config import TrainConfig
+from recbatch.core.network import NetworkWeights
 from recbatch.models.common import (
     RecModel,
     apply_tower,
@@ -88,7 +89,7 @@ class NeuMFModel(RecModel):
         return row_norms(*rows)
 
     def embedding_factors(self) -> tuple[np.ndarray, np.ndarray]:
-        """User rows [p_gmf ⧺ p_mlp] and item rows [q_gmf ⧺ q_mlp] (see network_numpy)."""
+        """User rows [p_gmf ⧺ p_mlp] and item rows [q_gmf ⧺ q_mlp] (see recbatch.core.network)."""
         users = [to_numpy(self.mlp_user.embeddings)]
         items = [to_numpy(self.mlp_item.embeddings)]
         if self.gmf_dim:
@@ -96,18 +97,15 @@ class NeuMFModel(RecModel):
             items.insert(0, to_numpy(self.gmf_item.embeddings))
         return np.concatenate(users, axis=1), np.concatenate(items, axis=1)
 
-    def network_weights(self) -> dict[str, np.ndarray]:
-        """The dense weights in the layout `network_numpy.network_logits` reads."""
-        weights: dict[str, np.ndarray] = {
-            "gmf_dim": np.array(self.gmf_dim),
-            "n_layers": np.array(len(self.tower)),
-            "out_w": to_numpy(self.out.kernel)[:, 0],
-            "out_b": to_numpy(self.out.bias),
-        }
-        for n, layer in enumerate(self.tower):
-            weights[f"w{n}"] = to_numpy(layer.kernel)
-            weights[f"b{n}"] = to_numpy(layer.bias)
-        return weights
+    def network_weights(self) -> NetworkWeights:
+        """The dense weights, in the typed form the numpy kernels read (`recbatch.core.network`)."""
+        return NetworkWeights(
+            gmf_dim=self.gmf_dim,
+            kernels=tuple(to_numpy(layer.kernel) for layer in self.tower),
+            biases=tuple(to_numpy(layer.bias) for layer in self.tower),
+            out_w=to_numpy(self.out.kernel)[:, 0].copy(),
+            out_b=float(to_numpy(self.out.bias)[0]),
+        )
 
     def load_pretrained(self, gmf: keras.Model, mlp: NeuMFModel, alpha: float = 0.5) -> None:
         """Copy a trained GMF model's and MLP model's weights in; the output is α·GMF + (1-α)·MLP."""

@@ -30,7 +30,7 @@ MODELS: dict[str, Builder] = {
     "two_tower": build_two_tower,
 }
 
-# Models whose score is not a dot product: scored through their network (see network_numpy).
+# Models whose score is not a dot product: scored through their network (see recbatch.core.network).
 NETWORK_MODELS = ("mlp", "neumf")
 
 

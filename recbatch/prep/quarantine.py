@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recbatch.errors import ConfigError
+from recbatch.io.lines import BLOCK, HEADER, LINE_NO, NEWLINE_IN_QUOTES, RAW, REASON
 from recbatch.io.readers import SOURCE_FILE
-from recbatch.prep.lines import BLOCK, HEADER, LINE_NO, NEWLINE_IN_QUOTES, RAW, REASON
 from recbatch.prep.parse import PARSED
 
 if TYPE_CHECKING:

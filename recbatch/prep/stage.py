@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from recbatch.config import Config
 from recbatch.errors import ConfigError, DataError
+from recbatch.io.lines import REASON
 from recbatch.layout import RunLayout
 from recbatch.prep import aggregate, filters, split
 from recbatch.prep import quarantine as qr
-from recbatch.prep.lines import REASON
 from recbatch.prep.parse import COPIES, annotate, day_end
 from recbatch.prep.report import check_accounting, density, format_table, nothing_clean_error, write_report
 from recbatch.prep.vocab import build_vocab, extend_vocab, index_pairs

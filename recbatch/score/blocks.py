@@ -12,9 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recbatch.score.kernel import TopKScorer
+from recbatch.artifacts import ACTIVATIONS
+from recbatch.core.network import NetworkWeights
+from recbatch.core.topk import TopKScorer
 
-ACTIVATIONS = ("sigmoid", "identity")
 OUTPUT_SCHEMA = "user_idx int, item_idx int, score float, rank int"
 _ARROW_SCHEMA = pa.schema(
     [("user_idx", pa.int32()), ("item_idx", pa.int32()), ("score", pa.float32()), ("rank", pa.int32())]
@@ -173,7 +174,7 @@ def score_blocks(
     activation: str,
     item_tile: int | None = None,
     item_ids: np.ndarray | None = None,
-    network: dict[str, np.ndarray] | None = None,
+    network: NetworkWeights | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Score decoded users (one Spark partition) in blocks of exactly `user_block` users.
 
@@ -184,7 +185,7 @@ def score_blocks(
     if network is None:
         scorer = TopKScorer(items, k, item_tile, item_ids)  # one score buffer for the whole partition
     else:
-        from recbatch.score.network_kernel import worker_scorer
+        from recbatch.core.network_topk import worker_scorer
 
         scorer = worker_scorer(items, network, k, item_tile, item_ids)  # item side once per worker
     for block in regroup(blocks, user_block):

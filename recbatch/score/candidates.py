@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recbatch.core.network import NetworkWeights
 from recbatch.errors import DataError
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def score_candidates(
     candidates: DataFrame,
     k: int | None,
     activation: str,
-    network: dict[str, Any] | None = None,
+    network: NetworkWeights | None = None,
 ) -> DataFrame:
     """user_idx, item_idx, score, rank for each user's candidates, ranked by (-score, item_idx).
 
@@ -140,11 +141,11 @@ def score_candidates(
     )
 
 
-def pair_logits(user_rows: np.ndarray, item_rows: np.ndarray, network: dict[str, Any] | None) -> np.ndarray:
+def pair_logits(user_rows: np.ndarray, item_rows: np.ndarray, network: NetworkWeights | None) -> np.ndarray:
     """Raw scores of aligned (user row, item row) pairs: a row-wise dot, or the NCF network."""
     if network is None:
         return np.einsum("ij,ij->i", user_rows, item_rows)
-    from recbatch.models.network_numpy import network_pair_logits
+    from recbatch.core.network import network_pair_logits
 
     return network_pair_logits(network, user_rows, item_rows)
 
@@ -154,7 +155,7 @@ def score_candidate_batch(
     items: np.ndarray,
     k: int | None,
     activation: str,
-    network: dict[str, Any] | None = None,
+    network: NetworkWeights | None = None,
 ) -> pa.RecordBatch:
     """Rank one Arrow batch of (user_idx, factors, cands) rows; see `score_candidates`."""
     from recbatch.score.blocks import activate, as_numpy, from_numpy

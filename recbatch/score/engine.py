@@ -13,19 +13,20 @@ array column. Either way each partition is scored with `mapInArrow`
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pyspark.sql import functions as F
 
+from recbatch.artifacts import ACTIVATIONS, read_factors, read_manifest, read_network
+from recbatch.core.files import count_rows
+from recbatch.core.network import NetworkWeights
 from recbatch.errors import DataError, PipelineError
-from recbatch.score.blocks import ACTIVATIONS, OUTPUT_SCHEMA, decode, score_blocks
+from recbatch.score.blocks import OUTPUT_SCHEMA, decode, score_blocks
 from recbatch.score.filters import allowed_items, listed_users, selected_users
-from recbatch.score.items import load_item_factors, ship_items
-from recbatch.score.plan import count_parquet_rows, plan_for
+from recbatch.score.items import ship_items
+from recbatch.score.plan import plan_for
 from recbatch.score.user_files import RANGE_SCHEMA, UserFiles, task_blocks
-from recbatch.training.artifacts import read_network
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,7 +52,7 @@ def score_users(
     item_tile: int | None = None,
     item_transport: str = "broadcast",
     allowed_items: np.ndarray | None = None,
-    network: dict[str, np.ndarray] | None = None,
+    network: NetworkWeights | None = None,
 ) -> DataFrame:
     """Exact top-k items for every user in `user_factors` (user_idx, factors).
 
@@ -65,7 +66,7 @@ def score_users(
     `allowed_items` (item indices) restricts candidates before selection, so users still get
     k items where k allowed unseen items exist (an allow list, or the complement of a deny list).
     With `network` (an mlp/neumf model's dense weights) factors are embedding rows and ranking
-    is by the network's logit (recbatch.score.network_kernel); the weights travel by broadcast.
+    is by the network's logit (recbatch.core.network_topk); the weights travel by broadcast.
     """
     if k < 1 or user_block < 1:
         raise ValueError(f"k and user_block must be >= 1, got k={k}, user_block={user_block}")
@@ -88,9 +89,7 @@ def score_users(
     get_items = ship_items(spark, items, item_transport)
     shared_network = None
     if network is not None:
-        from recbatch.score.network_kernel import check_network
-
-        check_network(network, items.shape[1])
+        network.check(items.shape[1])
         shared_network = spark.sparkContext.broadcast(network)
     n_parts = partitions or spark.sparkContext.defaultParallelism
     dim = items.shape[1]
@@ -166,36 +165,6 @@ def attach_ids(
     )
 
 
-def read_model_manifest(path: Path) -> dict[str, Any]:
-    """The train stage's manifest, checked for the keys scoring needs."""
-    from recbatch.training.artifacts import read_manifest
-
-    manifest = read_manifest(path)
-    activation = manifest.get("score_activation")
-    if "model" not in manifest or activation not in ACTIVATIONS:
-        raise PipelineError(
-            f"model manifest {path} lacks 'model' or has score_activation={activation!r} "
-            f"(expected one of {', '.join(ACTIVATIONS)}); rerun `recbatch train`"
-        )
-    scoring = manifest.get("scoring", "dot")
-    if scoring not in ("dot", "network"):
-        raise PipelineError(
-            f"model manifest {path} has scoring={scoring!r} (expected 'dot' or 'network'); rerun `recbatch train`"
-        )
-    if scoring == "network":
-        # mlp/neumf rank by their network, not by a dot product of the factor files: without
-        # the weights there is no exact score, so stop before any Spark work.
-        from recbatch.models.network_numpy import NETWORK_FILE
-
-        weights = path.parent / str(manifest.get("network_weights") or NETWORK_FILE)
-        if not weights.is_file():
-            raise DataError(
-                f"network weights {weights} not found for model {manifest['model']!r} "
-                "(scoring='network'); rerun `recbatch train`"
-            )
-    return manifest
-
-
 def _require(layout: RunLayout, exclude_seen: bool, fallback: bool = False) -> None:
     needed = {
         "user factors": (layout.user_factors, "train"),
@@ -237,8 +206,8 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
 
     cold_start = config.score.fallback == "popularity" and config.score.candidates is None
     _require(layout, config.score.exclude_seen, cold_start)
-    manifest = read_model_manifest(layout.model_manifest)
-    items = load_item_factors(layout.item_factors)
+    manifest = read_manifest(layout.model_manifest)
+    items = read_factors(layout.item_factors, "item_idx")
     user_vocab = spark.read.parquet(str(layout.user_vocab))
     item_vocab = spark.read.parquet(str(layout.item_vocab))
     n_users = user_vocab.count()
@@ -265,14 +234,12 @@ def run_score(spark: SparkSession, config: Config, layout: RunLayout, run_id: st
     network = read_network(layout.model_dir, manifest)  # mlp/neumf: ranked by their network
     widths = None
     if network is not None:
-        from recbatch.score.network_kernel import check_network, hidden_widths
-
         try:
-            check_network(network, items.shape[1])
+            network.check(items.shape[1])
         except ValueError as exc:  # broken artifacts, not a caller's mistake: exit code 4
             raise PipelineError(str(exc)) from None
-        widths = tuple(hidden_widths(network))
-    seen_pairs = count_parquet_rows(layout.interactions) if seen is not None else 0
+        widths = network.widths
+    seen_pairs = count_rows(layout.interactions) if seen is not None else 0
     plan = plan_for(spark, config, n_users, items.shape[0], items.shape[1], widths, seen_pairs)
     log.info("%s", plan.describe())
     users: DataFrame | UserFiles = user_factors

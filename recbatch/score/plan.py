@@ -7,9 +7,9 @@ steps of 64) whose buffer fits the worker budget with the whole catalogue as one
 per-tile merges cost more than a smaller block. Only when even 256 users do not fit the
 whole catalogue are items cut into tiles. Pure arithmetic: no Spark, no numpy.
 
-Network models (mlp / neumf, recbatch.score.network_kernel) also hold, per worker, the item
+Network models (mlp / neumf, recbatch.core.network_topk) also hold, per worker, the item
 side of the network (one float per item and hidden unit, plus a GMF copy) and hidden
-activations for NETWORK_CHUNK_PAIRS pairs at a time, whatever the block and tile: those
+activations for CHUNK_PAIRS pairs at a time, whatever the block and tile: those
 buffers come out of the worker budget before the block is sized.
 """
 
@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recbatch.errors import DataError
+from recbatch.artifacts import factor_shape, read_manifest, read_network
+from recbatch.core.files import count_rows
+from recbatch.core.network_topk import CHUNK_PAIRS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -40,7 +41,6 @@ SEEN_PAIRS_PER_TASK = 2_000_000  # files input: a task holds its range's seen pa
 SEEN_PAIR_PEAK_BYTES = 24
 HEADROOM_MB = 16  # blocks are sized this far under the budget: measured peaks vary ~6 MiB run to run
 FILE_READER_MB = 16  # files input: Parquet reader code pages and one decoded row group (measured ~12-20 MiB)
-NETWORK_CHUNK_PAIRS = 4_096  # pairs per network pass: activations stay in cache (measured fastest)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ScorePlan:
         return [
             f"  network         hidden layers {layers}: exact logits, every pair scored",
             f"  network items   {self.network_item_bytes / MIB:,.1f} MiB per worker (item side, computed once)",
-            f"  network chunk   {NETWORK_CHUNK_PAIRS:,} pairs per pass, "
+            f"  network chunk   {CHUNK_PAIRS:,} pairs per pass, "
             f"{self.network_chunk_bytes / MIB:,.1f} MiB of activations",
         ]
 
@@ -142,7 +142,7 @@ def make_plan(
     widths = tuple(network_widths or ())
     # Item side: a floor per hidden unit, a constant and a GMF copy (at most dim) per item.
     net_items = items * (sum(widths) + 1 + dim) * 4 if network_widths is not None else 0
-    net_chunk = NETWORK_CHUNK_PAIRS * (sum(widths) + 1) * 4 if network_widths is not None else 0
+    net_chunk = CHUNK_PAIRS * (sum(widths) + 1) * 4 if network_widths is not None else 0
     if partitions is None and user_input == "files":
         # Ranges hold equal user counts, so one task per core is balanced; two (measured on the
         # Spark path, whose hash partitions are uneven) would only add per-task reads.
@@ -235,34 +235,19 @@ def resolve_user_input(setting: str, master: str) -> str:
     return "files" if master.startswith("local") else "spark"
 
 
-def count_parquet_rows(path: Path) -> int:
-    """Rows of a Parquet file or dataset folder, from the file footers (no data is read)."""
-    import pyarrow.dataset as ds
-
-    return ds.dataset(str(path), format="parquet").count_rows() if path.exists() else 0
-
-
 def plan_from_artifacts(config: Config, layout: RunLayout) -> ScorePlan:
     """The plan `recbatch score` would use, from the model's factor files alone (no Spark)."""
-    import pyarrow.parquet as pq
-
-    for what, path in (("user factors", layout.user_factors), ("item factors", layout.item_factors)):
-        if not path.exists():
-            raise DataError(f"{what} not found at {path}; run `recbatch train --date {layout.date}` first")
-    items = pq.ParquetFile(layout.item_factors)
-    first = items.read_row_group(0, columns=["factors"]).column("factors")[0].as_py() or []
-    users = pq.ParquetFile(layout.user_factors).metadata.num_rows
-    seen = count_parquet_rows(layout.interactions) if config.score.exclude_seen else 0
-    return plan_for(None, config, users, items.metadata.num_rows, len(first), _network_widths(layout), seen)
+    users, _ = factor_shape(layout.user_factors)
+    items, dim = factor_shape(layout.item_factors)
+    seen = (
+        count_rows(layout.interactions) if config.score.exclude_seen and layout.interactions.exists() else 0
+    )
+    return plan_for(None, config, users, items, dim, _network_widths(layout), seen)
 
 
 def _network_widths(layout: RunLayout) -> tuple[int, ...] | None:
     """Hidden widths of the trained mlp/neumf network (manifest scoring "network"), else None."""
-    from recbatch.training.artifacts import read_manifest, read_network
-
     if not layout.model_manifest.is_file():
         return None
     weights = read_network(layout.model_dir, read_manifest(layout.model_manifest))
-    if weights is None:
-        return None
-    return tuple(int(weights[f"w{n}"].shape[1]) for n in range(int(weights["n_layers"])))
+    return None if weights is None else weights.widths

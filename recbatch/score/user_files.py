@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recbatch.core.files import parquet_files
 from recbatch.score.blocks import Block, as_numpy, check_seen_items, factor_matrix
 
 RANGE_SCHEMA = "task int, lo long, hi long"
@@ -68,16 +69,6 @@ def _row_groups(meta, column: int, lo: int, hi: int) -> list[int]:
     return keep
 
 
-def _parquet_files(path: str) -> list[str]:
-    """The Parquet file itself, or a dataset folder's data files (Spark's _SUCCESS and .crc skipped)."""
-    import os
-
-    if not os.path.isdir(path):
-        return [path]
-    names = sorted(n for n in os.listdir(path) if not n.startswith(("_", ".")) and not n.endswith(".crc"))
-    return [os.path.join(path, n) for n in names]
-
-
 def _range_batches(path: str, columns: list[str], lo: int, hi: int) -> Iterator[pa.RecordBatch]:
     """A Parquet file's row groups that may hold user_idx in [lo, hi), one at a time, in file order.
 
@@ -121,7 +112,7 @@ def read_factors(path: str, lo: int, hi: int, dim: int) -> Iterator[tuple[np.nda
 def read_seen(path: str, lo: int, hi: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
     """Seen pairs of users lo <= user_idx < hi as (user_idx, item_idx) int32 arrays sorted by user."""
     users, items = [], []
-    for file in _parquet_files(path):
+    for file in parquet_files(path):
         for batch in _range_batches(file, ["user_idx", "item_idx"], lo, hi):
             u = as_numpy(batch.column(0), f"user_idx of {file}")
             keep = _in_range(u, lo, hi)

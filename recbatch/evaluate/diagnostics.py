@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recbatch.ranking import Scorer
-from recbatch.score.kernel import top_k_rows
+from recbatch.core.ranking import Scorer
+from recbatch.core.topk import top_k_rows
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:

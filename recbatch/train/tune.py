@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from recbatch.config import Config, TrainConfig
+from recbatch.core.files import write_json
 from recbatch.errors import ConfigError, DataError
 from recbatch.layout import RunLayout
-from recbatch.runs import write_json
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +48,14 @@ def trial_config(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 
 def run_tune(config: Config, layout: RunLayout) -> dict[str, Any]:
     """Train every trial on the validation split; write <eval>/tune.json and return the results."""
-    from recbatch.train import configure_tf_threads, quiet_tensorflow
-    from recbatch.training.data import check_range, count_rows, read_pairs, read_times, require_prepared
+    from recbatch.artifacts import check_range, read_pairs, read_times, require_prepared
+    from recbatch.core.files import count_rows
+    from recbatch.models.runtime import prepare_tensorflow
 
     require_prepared(layout)
-    quiet_tensorflow()
-    configure_tf_threads()
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-    from recbatch.training.loop import train_epochs
-    from recbatch.training.validation import carve_validation
+    prepare_tensorflow()
+    from recbatch.core.validation import carve_validation
+    from recbatch.train.loop import train_epochs
 
     num_users, num_items = count_rows(layout.user_vocab), count_rows(layout.item_vocab)
     users, items = read_pairs(layout.train)

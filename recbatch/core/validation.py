@@ -1,19 +1,19 @@
-"""The validation split, carved from train (never from test), and validation NDCG.
+"""The validation split, carved from train (never from test), and validation NDCG of any scorer.
 
 Each user with at least two train items gives up their latest one (by last_ts, ties by
-the higher item_idx), mirroring how prepare holds out test; the model is fitted on the
-rest and early stopping watches NDCG@K of these held-out items.
+the higher item_idx), mirroring how prepare holds out test; a model is fitted on the
+rest and early stopping (train) or a grid search (the ALS baseline) watches NDCG@K of
+these held-out items.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from recbatch.metrics import hits_matrix, ndcg
-from recbatch.ranking import DotScorer, NetworkScorer, Scorer, group_items, rank_users
+from recbatch.core.metrics import hits_matrix, ndcg
+from recbatch.core.ranking import Scorer, group_items, rank_users
 
 
 @dataclass
@@ -36,20 +36,6 @@ def carve_validation(users: np.ndarray, items: np.ndarray, last_ts: np.ndarray, 
     keep = order[~held]
     val = order[held]
     return Split(users[keep], items[keep], users[val], items[val])
-
-
-def model_scorer(model: Any) -> Scorer:
-    """A numpy scorer for a trained recbatch Keras model (dot factors or the NCF network)."""
-    if hasattr(model, "network_weights"):
-        user_rows, item_rows = model.embedding_factors()
-        return NetworkScorer(model.network_weights(), user_rows, item_rows)
-    users, items, _ = model.scoring_factors()
-    return DotScorer(users, items)
-
-
-def validation_ndcg(model: Any, split: Split, num_users: int, k: int) -> float:
-    """NDCG@k of the validation items for a trained model, ranking all items not in the fit rows."""
-    return scorer_ndcg(model_scorer(model), split, num_users, k)
 
 
 def scorer_ndcg(scorer: Scorer, split: Split, num_users: int, k: int) -> float:

@@ -1,92 +1,23 @@
-"""Prepared data for training and evaluation, negative sampling and the in-memory input.
+"""Negative sampling and the in-memory training input.
 
 Memory mode reads only the (user_idx, item_idx, last_ts) columns of the prepared Parquet
-with pyarrow into numpy arrays (16 bytes per positive); no pandas frame is built. Every
-epoch draws fresh negatives; the loop (`recbatch.training.loop`) feeds the batches of an
-input (`MemoryInput` here, `StreamInput` in `recbatch.training.stream`) to one compiled
+(`recbatch.artifacts.read_pairs`) into numpy arrays (16 bytes per positive); no pandas
+frame is built. Every
+epoch draws fresh negatives; the loop (`recbatch.train.loop`) feeds the batches of an
+input (`MemoryInput` here, `StreamInput` in `recbatch.train.stream`) to one compiled
 TensorFlow step through tf.data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recbatch.errors import DataError
-from recbatch.layout import RunLayout
-
 # Rounds of redrawing negatives that hit a known positive; the few left after that (only
 # users who have seen nearly every item) are kept as label-0 examples.
 _REDRAW_ROUNDS = 10
-
-
-def require_prepared(layout: RunLayout) -> None:
-    """Raise DataError unless the prepared train split and both vocabularies exist."""
-    for name, path in (
-        ("train split", layout.train),
-        ("user vocabulary", layout.user_vocab),
-        ("item vocabulary", layout.item_vocab),
-    ):
-        if not path.exists():
-            raise DataError(
-                f"prepared {name} not found at {path}: run `recbatch prepare` first "
-                f"(with the same --date and paths.workdir)"
-            )
-
-
-def _dataset(path: Path) -> Any:
-    import pyarrow.dataset as ds
-
-    try:
-        return ds.dataset(str(path), format="parquet")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read Parquet at {path}: {exc}") from None
-
-
-def parquet_files(path: Path) -> list[str]:
-    """The Parquet data files under `path` (hidden and `_` files such as _SUCCESS skipped), sorted."""
-    return sorted(_dataset(path).files)
-
-
-def count_rows(path: Path) -> int:
-    """Number of rows in the Parquet file or directory at `path`."""
-    return int(_dataset(path).count_rows())
-
-
-def read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The (user_idx, item_idx) columns of a prepared split as two int32 arrays."""
-    dataset = _dataset(path)
-    missing = {"user_idx", "item_idx"} - set(dataset.schema.names)
-    if missing:
-        raise DataError(
-            f"{path} lacks column(s) {sorted(missing)} (has {dataset.schema.names}): "
-            "re-run `recbatch prepare` to rebuild the prepared data"
-        )
-    table = dataset.to_table(columns=["user_idx", "item_idx"])
-    users = table.column("user_idx").to_numpy().astype(np.int32, copy=False)
-    items = table.column("item_idx").to_numpy().astype(np.int32, copy=False)
-    return users, items
-
-
-def check_range(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, where: Path) -> None:
-    """Raise DataError when an index falls outside its vocabulary (stale or mixed prepared data)."""
-    for name, values, size in (("user_idx", users, num_users), ("item_idx", items, num_items)):
-        if len(values) and (values.min() < 0 or values.max() >= size):
-            raise DataError(
-                f"{where}: {name} outside 0..{size - 1} (vocabulary size {size}): the split and the "
-                "vocabularies come from different prepare runs; re-run `recbatch prepare`"
-            )
-
-
-def read_times(path: Path) -> np.ndarray:
-    """The last_ts column of a prepared split (row order as `read_pairs`); zeros when absent."""
-    dataset = _dataset(path)
-    if "last_ts" not in dataset.schema.names:
-        return np.zeros(count_rows(path), dtype=np.int64)
-    return dataset.to_table(columns=["last_ts"]).column("last_ts").to_numpy().astype(np.int64)
 
 
 def popularity_weights(items: np.ndarray, num_items: int, alpha: float) -> np.ndarray:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from recbatch.metrics import BEYOND_ACCURACY, METRIC_NAMES
+from recbatch.core.metrics import BEYOND_ACCURACY, METRIC_NAMES
 
 SAMPLED_WARNING = (
     "> **Warning: sampled protocol.** Each test item was ranked among a sample of unseen items "

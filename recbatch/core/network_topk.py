@@ -12,7 +12,7 @@ a layer costs one GEMM and one max against a per-item floor, and every additive 
 (biases, the item half c_i) folds into per-item floors and one per-item constant, all
 computed once. That drops the separate add and bias passes (about 1.6x faster per pair)
 and reorders float32 additions, so logits agree with the reference
-`recbatch.models.network_numpy.network_logits` to float32 rounding (as GEMMs of other
+`recbatch.core.network.network_logits` to float32 rounding (as GEMMs of other
 shapes do), not bit for bit. Nothing is approximated or pruned: every pair is scored.
 
 Ranking is by the logit (sigmoid is monotonic; the engine applies it to the kept scores),
@@ -27,65 +27,37 @@ from typing import Any
 
 import numpy as np
 
-from recbatch.score.kernel import TopKScorer
-from recbatch.score.plan import NETWORK_CHUNK_PAIRS
+from recbatch.core.network import NetworkWeights
+from recbatch.core.topk import TopKScorer
 
-CHUNK_PAIRS = NETWORK_CHUNK_PAIRS
-
-
-def hidden_widths(weights: dict[str, Any]) -> list[int]:
-    """Widths of the network's hidden Dense layers, first to last (empty for a GMF-only network)."""
-    return [int(np.shape(weights[f"w{n}"])[1]) for n in range(int(weights["n_layers"]))]
-
-
-def check_network(weights: dict[str, Any], dim: int) -> None:
-    """Raise ValueError unless `weights` is a network over factor rows of length `dim`."""
-    missing = [key for key in ("gmf_dim", "n_layers", "out_w", "out_b") if key not in weights]
-    missing += [
-        f"{p}{n}" for n in range(int(weights.get("n_layers", 0))) for p in "wb" if f"{p}{n}" not in weights
-    ]
-    if missing:
-        raise ValueError(f"network weights lack {', '.join(missing)}; rerun `recbatch train`")
-    g, widths = int(weights["gmf_dim"]), hidden_widths(weights)
-    m = dim - g
-    first_in = np.shape(weights["w0"])[0] if widths else 2 * m
-    out_in = np.size(weights["out_w"])
-    if m < 1 or first_in != 2 * m or out_in != g + (widths[-1] if widths else 2 * m):
-        raise ValueError(
-            f"network weights (gmf_dim={g}, first layer {first_in} inputs, output {out_in} inputs) do not "
-            f"fit factor rows of length {dim}; the factors and network.npz come from different models, "
-            "rerun `recbatch train`"
-        )
+CHUNK_PAIRS = 4_096  # pairs per network pass: activations stay in cache (measured fastest)
 
 
 class NetworkTopKScorer(TopKScorer):
     """Exact top-k by an NCF network's logit against fixed item rows; same call as `TopKScorer`.
 
     `items` are the embedding rows [q_gmf ⧺ q_mlp] (or the allowed subset of them, with
-    `item_ids`), `weights` the dict of `network_numpy.load_network`. One instance per
+    `item_ids`), `weights` the model's `NetworkWeights`. One instance per
     Python worker: the item-side projection and all buffers are built once.
     """
 
     def __init__(
         self,
         items: np.ndarray,
-        weights: dict[str, Any],
+        weights: NetworkWeights,
         k: int,
         item_tile: int | None = None,
         item_ids: np.ndarray | None = None,
         chunk_pairs: int = CHUNK_PAIRS,
     ) -> None:
         super().__init__(items, k, item_tile, item_ids)
-        check_network(weights, self.items.shape[1])
-
-        def f32(key: str) -> np.ndarray:
-            return np.ascontiguousarray(weights[key], dtype=np.float32)
-
-        self.gmf_dim = g = int(weights["gmf_dim"])
-        self.n_layers = int(weights["n_layers"])
+        weights.check(self.items.shape[1])
+        kernels, biases = weights.kernels, weights.biases
+        self.gmf_dim = g = weights.gmf_dim
+        self.n_layers = weights.n_layers
         self.m = m = self.items.shape[1] - g
-        out_w = f32("out_w").ravel()
-        self.out_b = np.float32(np.ravel(weights["out_b"])[0])
+        out_w = weights.out_w
+        self.out_b = np.float32(weights.out_b)
         self.out_gmf, self.out_mlp = out_w[:g], out_w[g:]
         self.item_gmf = np.ascontiguousarray(self.items[:, :g])
         item_mlp = self.items[:, g:]
@@ -93,19 +65,18 @@ class NetworkTopKScorer(TopKScorer):
             # relu(x + d) = max(x, -d) + d, and "+ d" is linear, so it moves through the next
             # layer: per pair each layer is one GEMM and one max against a per-item threshold,
             # and every additive term becomes a per-item constant computed here, once.
-            self.w0_user = np.ascontiguousarray(f32("w0")[:m])
-            shift = (item_mlp @ f32("w0")[m:]) + f32("b0")  # the item half of the first layer
+            self.w0_user = np.ascontiguousarray(kernels[0][:m])
+            shift = (item_mlp @ kernels[0][m:]) + biases[0]  # the item half of the first layer
             self.floors = [np.ascontiguousarray(-shift)]
             self.layers = []
-            for n in range(1, self.n_layers):
-                w = f32(f"w{n}")
+            for w, b in zip(kernels[1:], biases[1:], strict=True):
                 self.layers.append(w)
-                shift = shift @ w + f32(f"b{n}")
+                shift = shift @ w + b
                 self.floors.append(np.ascontiguousarray(-shift))
             self.item_const = shift @ self.out_mlp + self.out_b
         else:
             self.item_const = item_mlp @ out_w[g + m :] + self.out_b
-        self.widths = hidden_widths(weights)
+        self.widths = list(weights.widths)
         self.chunk_pairs = max(1, int(chunk_pairs))
         self._hidden: list[np.ndarray] = []
 
@@ -167,7 +138,7 @@ _WORKER: list[tuple[Any, ...]] = []  # (items, weights, k, item_tile, item_ids, 
 
 def worker_scorer(
     items: np.ndarray,
-    weights: dict[str, Any],
+    weights: NetworkWeights,
     k: int,
     item_tile: int | None = None,
     item_ids: np.ndarray | None = None,

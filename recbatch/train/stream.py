@@ -18,14 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recbatch.artifacts import check_range
 from recbatch.config import TrainConfig
+from recbatch.core.files import parquet_files
+from recbatch.core.validation import Split
 from recbatch.errors import DataError
-from recbatch.training.bloom import PairFilter
-from recbatch.training.data import NegativeDraws, check_range, count_weights, parquet_files
-from recbatch.training.validation import Split
+from recbatch.train.bloom import PairFilter
+from recbatch.train.sampling import NegativeDraws, count_weights
 
 if TYPE_CHECKING:
-    from recbatch.training.loop import FitResult
+    from recbatch.train.loop import FitResult
 
 READ_ROWS = 65_536  # rows per Parquet record batch read
 # Validation NDCG in stream mode ranks a seeded sample of at most this many held-out users,
@@ -258,7 +260,7 @@ def fit_stream(
 ) -> FitResult:
     """`fit_input` on the streamed split: early stopping on each user's latest train item (as
     `carve_validation`), then a refit on all of train."""
-    from recbatch.training.loop import fit_input
+    from recbatch.train.loop import fit_input
 
     stats = stats if stats is not None else scan_stats(path, num_users, num_items, read_rows)
 

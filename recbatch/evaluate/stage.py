@@ -2,12 +2,12 @@
 
 Protocol "full" (default): for every user with test rows (or a seeded sample of
 `evaluate.max_users`), score every item the user has not interacted with in train, take
-the top K, count the user's test items among them (metrics in `recbatch.metrics`).
+the top K, count the user's test items among them (metrics in `recbatch.core.metrics`).
 Protocol "sampled": rank each user's test items among `evaluate.negatives` sampled unseen
 items per test item (the NCF paper's protocol); comparable with published tables but it
 can reorder models (Krichene & Rendle, KDD 2020), so the report warns.
 Dot models rank by the raw dot of their exported factors through the scoring kernel;
-mlp/neumf through their network (`recbatch.models.network_numpy`).
+mlp/neumf through their network (`recbatch.core.network`).
 Baselines: popularity (train users per item), popularity_recent (the last window_days of
 train) and Spark ALS factors when the caller passes them. `evaluate.extra_models` are
 trained here with the [train] settings and evaluated beside the main model.
@@ -20,15 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from recbatch.artifacts import check_range, read_factors, read_manifest, read_network, read_pairs, read_times
 from recbatch.config import Config
-from recbatch.diagnostics import long_tail, personalisation
+from recbatch.core.files import write_json
+from recbatch.core.metrics import METRIC_NAMES, ranking_metrics
+from recbatch.core.ranking import DotScorer, NetworkScorer, Scorer, group_items, rank_users, sample_candidates
 from recbatch.errors import ConfigError, DataError
+from recbatch.evaluate.diagnostics import long_tail, personalisation
 from recbatch.layout import RunLayout
-from recbatch.metrics import METRIC_NAMES, ranking_metrics
-from recbatch.ranking import DotScorer, NetworkScorer, Scorer, group_items, rank_users, sample_candidates
-from recbatch.runs import write_json
-from recbatch.training.artifacts import read_factors, read_manifest, read_network
-from recbatch.training.data import check_range, read_pairs, read_times
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +71,11 @@ def model_scorer_from_artifacts(layout: RunLayout, manifest: dict[str, Any]) -> 
 
 
 def _train_extra(config: Config, layout: RunLayout, name: str, num_users: int, num_items: int) -> Any:
-    from recbatch.train import configure_tf_threads, quiet_tensorflow
+    from recbatch.models.runtime import prepare_tensorflow
 
-    quiet_tensorflow()
-    configure_tf_threads()
-    from recbatch.training.loop import fit
-    from recbatch.training.validation import model_scorer
+    prepare_tensorflow()
+    from recbatch.train.loop import fit
+    from recbatch.train.validation import model_scorer
 
     users, items = read_pairs(layout.train)
     update: dict[str, Any] = {"model": name}
@@ -194,7 +192,7 @@ def run_evaluate(
     }
     write_json(layout.metrics, metrics)
     if ecfg.report:
-        from recbatch.report import write_report
+        from recbatch.evaluate.report import write_report
 
         write_report(metrics, layout.eval_dir)
     return metrics

@@ -5,7 +5,7 @@ BPR and sampled softmax need two or many items per example. An input (`TrainInpu
 memory or streamed from Parquet) yields each epoch's batches with fresh negatives from a
 seeded numpy generator, and ops are deterministic, so a seed gives the same model.
 The L2 penalty is `l2 * mean(model.penalty(...))` over the batch's rows. On a terminal a
-rich bar shows each epoch (`recbatch.training.progress`).
+rich bar shows each epoch (`recbatch.train.progress`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.training.data import MemoryInput
-from recbatch.training.progress import EpochProgress, terminal
-from recbatch.training.validation import Split, carve_validation, validation_ndcg
+from recbatch.core.validation import Split, carve_validation
+from recbatch.train.progress import EpochProgress, terminal
+from recbatch.train.sampling import MemoryInput
+from recbatch.train.validation import validation_ndcg
 
 log = logging.getLogger("recbatch.train")
 

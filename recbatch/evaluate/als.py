@@ -85,9 +85,9 @@ def pick_params(
     (the same split the Keras models stop on), never the test split."""
     from pyspark.sql import functions as F
 
-    from recbatch.ranking import DotScorer
-    from recbatch.training.data import read_pairs, read_times
-    from recbatch.training.validation import carve_validation, scorer_ndcg
+    from recbatch.artifacts import read_pairs, read_times
+    from recbatch.core.ranking import DotScorer
+    from recbatch.core.validation import carve_validation, scorer_ndcg
 
     users, items = read_pairs(train_path)
     split = carve_validation(users, items, read_times(train_path), num_users)

@@ -2,7 +2,7 @@
 
 A scorer turns a block of user indices into a score matrix [block, n_items]: `DotScorer`
 for factor models (one matrix multiply, exactly as the scoring engine does) and
-`NetworkScorer` for mlp/neumf (`recbatch.models.network_numpy`). `rank_users` masks each
+`NetworkScorer` for mlp/neumf (`recbatch.core.network`). `rank_users` masks each
 user's seen items (or everything but a sampled candidate set) and keeps the top K with
 the shared kernel, so ties break by item index everywhere.
 """
@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from recbatch.models.network_numpy import block_users_for, network_logits
-from recbatch.score.kernel import mask_seen, top_k_rows
+from recbatch.core.network import block_users_for, network_logits
+from recbatch.core.topk import mask_seen, top_k_rows
 
 
 class Scorer(Protocol):
