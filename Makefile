@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install check-java demo test lint format bench bench-network bench-prepare clean
+.PHONY: help install check-java demo test test-fast lint format bench bench-network bench-prepare clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,9 @@ demo: install ## Run the whole pipeline on embedded synthetic data
 
 test: install ## Run the full test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## Unit tests only: no Spark, no end-to-end runs (well under a minute)
+	$(BIN)/python -m pytest -m "not spark and not e2e" $(PYTEST_ARGS)
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check recbatch jobs tests

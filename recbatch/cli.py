@@ -1,8 +1,10 @@
 """The `recbatch` command line: one command per stage, plus `run` for all of them.
 
-Errors become one-line messages and documented exit codes (see recbatch.errors);
-`--verbose` adds the traceback. Spark and TensorFlow are imported only inside commands,
-so `recbatch --help` is instant.
+This is the only place errors become exit codes (see recbatch.errors): every command is
+wrapped by `handles_errors`, which prints one line (`--verbose` adds the traceback). The
+spark-submit scripts in jobs/ call `main` with their stage's command, so a failure exits
+with the same code and message whichever way recbatch was launched. Spark and TensorFlow
+are imported only inside commands, so `recbatch --help` is instant.
 """
 
 from __future__ import annotations
@@ -311,6 +313,22 @@ def show_config(
         return
     cfg = _load(config, set_)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def main(argv: list[str] | None = None, prog_name: str = "recbatch") -> int:
+    """Run the command line on `argv` (default: sys.argv[1:]) and return its exit code.
+
+    The entry point of jobs/*.py under spark-submit: the same parsing, the same error
+    handling and the same exit codes as the `recbatch` command.
+    """
+    try:
+        app(args=argv, prog_name=prog_name)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        print(exc.code, file=sys.stderr)
+        return 1
+    return 0
 
 
 @app.command("exit-codes")

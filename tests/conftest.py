@@ -1,8 +1,14 @@
-"""Shared fixtures: one local[2] SparkSession for the whole test run, and data paths."""
+"""Shared fixtures: one local[2] SparkSession for the whole test run, data paths, and test tiers.
+
+Tiers: a test that uses the `spark` fixture is marked `spark` here, so `-m "not spark"`
+(`make test-fast`) never starts a JVM; a test that starts Spark some other way without
+the marker fails, so the tier cannot rot.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +18,31 @@ ML100K = Path(os.environ.get("RECBATCH_ML100K", REPO.parent / "shared" / "data" 
 
 # Keep TensorFlow quiet and single-threaded per process, as the session factory does for workers.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses the session's SparkSession as `spark`."""
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
+
+
+def _active_spark_context() -> object | None:
+    if "pyspark" not in sys.modules:
+        return None
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context
+
+
+@pytest.fixture(autouse=True)
+def _spark_only_where_marked(request: pytest.FixtureRequest):
+    """Fail a test that starts a SparkContext in this process without the `spark` marker."""
+    before = _active_spark_context()
+    yield
+    marked = request.node.get_closest_marker("spark") or request.node.get_closest_marker("e2e")
+    if not marked and before is None and _active_spark_context() is not None:
+        pytest.fail(f"{request.node.nodeid} started Spark without the spark marker (add pytestmark)")
 
 
 @pytest.fixture(scope="session")

@@ -219,3 +219,43 @@ def test_spark_submit_produces_the_same_table_as_the_cli(spark, demo_run, tmp_pa
     theirs = published_rows(spark, other / "published" / "recommendations" / f"dt={DATE}")
     # The run id hashes the config, which names a different workdir; everything else must match.
     assert [r[:5] for r in ours] == [r[:5] for r in theirs]
+
+
+def _error_line(output: str) -> str:
+    lines = [ln for ln in output.splitlines() if ln.startswith("recbatch: error:")]
+    assert len(lines) == 1, output[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "code"), [("bad_config", 2), ("missing_input", 3)], ids=["bad-config", "missing-input"]
+)
+def test_spark_submit_and_the_cli_fail_alike(tmp_path, case, code):
+    """jobs/*.py call the CLI's entry point: the same failure gives the same exit code and message."""
+    submit = Path(sys.executable).parent / "spark-submit"
+    assert submit.exists(), f"spark-submit not found beside {sys.executable} (pyspark ships it)"
+    config = write_config(tmp_path)  # no synth: the input file does not exist
+    args = ["--config", str(config), "--date", DATE]
+    if case == "bad_config":
+        args += ["--set", "train.epochs=-1"]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    cli = subprocess.run(
+        [sys.executable, "-m", "recbatch", "run", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    submitted = subprocess.run(
+        [str(submit), "--master", "local[1]", str(REPO / "jobs" / "pipeline.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert cli.returncode == submitted.returncode == code, (cli.stderr[-2000:], submitted.stderr[-2000:])
+    # spark-submit's PythonRunner merges the Python driver's stderr into its stdout.
+    assert _error_line(cli.stderr) == _error_line(submitted.stdout + submitted.stderr)
+    assert "Traceback" not in cli.stderr + submitted.stdout + submitted.stderr

@@ -1,10 +1,13 @@
-"""Run ids, dates and the work-directory lock."""
+"""Run ids, input fingerprints, dates and the work-directory lock."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +15,7 @@ from recbatch.config import load_config
 from recbatch.core.files import write_json
 from recbatch.errors import ConfigError, LockHeldError
 from recbatch.ops.lock import workdir_lock
-from recbatch.ops.run_id import make_run_id, parse_date
+from recbatch.ops.run_id import input_files, input_fingerprint, make_run_id, parse_date
 
 
 def test_parse_date_accepts_iso_and_rejects_the_rest():
@@ -30,10 +33,55 @@ def test_run_id_is_deterministic_for_date_config_and_input(tmp_path):
     assert make_run_id(cfg, "2026-01-01") != make_run_id(cfg, "2026-01-02")
     other = load_config(None, [f'input.path="{data}"', "train.epochs=1"])
     assert make_run_id(other, "2026-01-01") != make_run_id(cfg, "2026-01-01")
+    before = make_run_id(cfg, "2026-01-01")
     data.write_text("user_id,item_id\nu1,i1\nu2,i2\n")
-    assert make_run_id(cfg, "2026-01-01") != make_run_id(
-        load_config(None, [f'input.path="{data}"']), "2026-01-02"
-    )
+    # Same date, same config: only the input changed.
+    assert make_run_id(cfg, "2026-01-01") != before
+
+
+def _touch(path, text: str, mtime_ns: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_fingerprint_sees_every_file_of_a_glob_spanning_folders(tmp_path):
+    _touch(tmp_path / "2026-01-01" / "a.json", "{}\n", 1_000_000_000)
+    _touch(tmp_path / "2026-01-02" / "b.json", "{}\n", 1_000_000_000)
+    _touch(tmp_path / "2026-01-02" / "_SUCCESS", "", 1_000_000_000)
+    pattern = str(tmp_path / "2026-01-*" / "*.json")
+    assert [Path(f).name for f, _, _ in input_files(pattern)] == ["a.json", "b.json"]
+    empty = hashlib.sha256().hexdigest()[:16]
+    first = input_fingerprint(pattern)
+    assert first != empty
+    _touch(tmp_path / "2026-01-02" / "b.json", "{}\n{}\n", 1_000_000_000)  # size changes
+    second = input_fingerprint(pattern)
+    assert second != first
+    _touch(tmp_path / "2026-01-02" / "b.json", "{}\n{}\n", 2_000_000_000)  # only mtime changes
+    assert input_fingerprint(pattern) != second
+    # A folder is walked; Spark's hidden files (_SUCCESS, .crc) are not data.
+    assert [Path(f).name for f, _, _ in input_files(str(tmp_path / "2026-01-02"))] == ["b.json"]
+    assert input_fingerprint(f"file://{pattern}") == input_fingerprint(pattern)
+
+
+def test_remote_paths_need_spark_to_be_listed():
+    with pytest.raises(ValueError, match="needs a SparkSession"):
+        input_fingerprint("s3a://bucket/events/2026-01-*/*.json")
+
+
+@pytest.mark.spark
+def test_hadoop_listing_resolves_the_same_files_as_spark(spark, tmp_path):
+    from recbatch.ops.run_id import _hadoop_files
+
+    _touch(tmp_path / "d1" / "a.csv", "u,i\n", 1_000_000_000)
+    _touch(tmp_path / "d2" / "b.csv", "u,i\n", 1_000_000_000)
+    _touch(tmp_path / "d2" / ".b.csv.crc", "x", 1_000_000_000)
+    pattern = f"file://{tmp_path}/d*"
+    listed = _hadoop_files(spark, pattern)
+    spark_files = sorted(spark.read.text(pattern).inputFiles())
+    assert [Path(f.split(":", 1)[1]).name for f, _, _ in listed] == ["a.csv", "b.csv"]
+    assert len(listed) == len(spark_files) == 2
+    assert [(size, mtime) for _, size, mtime in listed] == [(4, 1_000_000_000)] * 2
 
 
 def test_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
