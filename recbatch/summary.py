@@ -53,7 +53,7 @@ def top_recommendations(
 
 def render_run(spark: SparkSession, result: RunResult) -> str:
     """The end-of-run summary: accounting, metrics beside baselines, where the table is, examples."""
-    from recbatch.evaluate.stage import format_metrics_table
+    from recbatch.evaluate.table import format_metrics_table
 
     published = result.published
     lines = [

@@ -13,6 +13,7 @@ from recbatch.artifacts import write_factors
 from recbatch.core.files import write_json
 from recbatch.errors import DataError
 from recbatch.evaluate.stage import format_metrics_table, run_evaluate
+from recbatch.train.compare import fit_comparison_model, fit_comparison_models
 from tests.builders import clustered_data, tiny_config, write_prepared
 
 
@@ -97,6 +98,23 @@ def test_missing_model_is_a_data_error(tmp_path: Path) -> None:
     layout = write_prepared(tmp_path)
     with pytest.raises(DataError, match="run `recbatch train` first"):
         run_evaluate(tiny_config(tmp_path, "mf"), layout)
+
+
+def test_pipeline_evaluate_checks_its_inputs_before_fitting_extra_models(tmp_path: Path) -> None:
+    from recbatch import pipeline
+
+    layout = write_prepared(tmp_path)
+    config = tiny_config(tmp_path, "mf")
+    config.evaluate.extra_models = ["gmf"]
+    with pytest.raises(DataError, match="run `recbatch train` first"):
+        pipeline.evaluate(config, layout)
+    rng = np.random.default_rng(1)
+    write_model(layout, rng.normal(size=(60, 2)), rng.normal(size=(40, 2)))
+    for part in layout.test.iterdir():
+        part.unlink()
+    layout.test.rmdir()
+    with pytest.raises(DataError, match="run `recbatch prepare` first"):
+        pipeline.evaluate(config, layout)
 
 
 def test_format_metrics_table() -> None:
@@ -211,6 +229,7 @@ def test_network_model_is_ranked_through_its_network(tmp_path: Path) -> None:
 
 
 def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> None:
+    from recbatch import pipeline
     from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
@@ -218,7 +237,7 @@ def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> No
     config.evaluate.extra_models = ["mf"]
     config.evaluate.baselines = ["popularity", "popularity_recent"]
     run_train(config, layout)
-    metrics = run_evaluate(config, layout)
+    metrics = pipeline.evaluate(config, layout)  # fits the extra models (train stage), then evaluates
     assert list(metrics["models"]) == ["seed", "mf", "popularity", "popularity_recent"]
     assert metrics["trained_models"] == ["seed", "mf"]
     personal = metrics["personalisation"]
@@ -268,22 +287,23 @@ def test_two_stage_cost_is_zero_when_retrieving_everything_and_matches_a_naive_r
     config.evaluate.extra_models = ["mf"]
     config.evaluate.two_stage_retriever = "mf"
     run_train(config, layout)
+    extra_models = fit_comparison_models(config, layout)
 
     config.evaluate.two_stage_n = 16  # the whole catalogue: the same ranking as exact scoring
-    row = run_evaluate(config, layout)["two_stage"]["mlp <- mf top-16"]
+    row = run_evaluate(config, layout, extra_models=extra_models)["two_stage"]["mlp <- mf top-16"]
     assert row["recall_cost"] == 0.0 and row["overlap"] == 1.0 and row["recall"] == row["exact_recall"]
 
     config.evaluate.two_stage_n = 3
-    metrics = run_evaluate(config, layout)
+    metrics = run_evaluate(config, layout, extra_models=extra_models)
     row = metrics["two_stage"]["mlp <- mf top-3"]
     assert 0.0 <= row["overlap"] <= 1.0 and row["n"] == 3
     assert "Two-stage scoring" in (layout.eval_dir / "report.md").read_text()
     # Naive reference: the retriever's top 3 unseen items, re-sorted by the network's logits.
     from recbatch.artifacts import read_manifest
-    from recbatch.evaluate.stage import _train_extra, model_scorer_from_artifacts
+    from recbatch.evaluate.stage import model_scorer_from_artifacts
 
     network = model_scorer_from_artifacts(layout, read_manifest(layout.model_manifest))
-    retriever, _ = _train_extra(config, layout, "mf", 30, 16)
+    retriever, _ = fit_comparison_model(config, layout, "mf")  # a fresh fit: the same seed, the same model
     tr_u, tr_i, te_u, te_i, n_users, _ = data
     seen = [np.asarray(sorted(s), dtype=np.int64) for s in as_sets(tr_u, tr_i, n_users).values()]
     users = np.unique(te_u)
@@ -294,3 +314,42 @@ def test_two_stage_cost_is_zero_when_retrieving_everything_and_matches_a_naive_r
         best = sorted(row_items.tolist(), key=lambda i: (-logits[i], i))[: metrics["primary_k"]]
         hits += int(te_i[te_u == u][0] in best)
     assert row["recall"] == pytest.approx(hits / len(users))
+
+
+def test_configured_extra_models_must_be_passed_in(tmp_path: Path) -> None:
+    layout = write_prepared(tmp_path, clustered_data(n_users=30, n_items=16, per_user=4))
+    rng = np.random.default_rng(4)
+    write_model(layout, rng.normal(size=(30, 2)), rng.normal(size=(16, 2)))
+    config = tiny_config(tmp_path, "mf")
+    config.evaluate.extra_models = ["mf", "gmf"]  # mf is the trained model itself: never refitted
+    config.evaluate.report = False
+    with pytest.raises(ValueError, match="'gmf' but run_evaluate got no fitted model"):
+        run_evaluate(config, layout)
+    assert fit_comparison_models(tiny_config(tmp_path, "mf"), layout) == {}  # nothing configured
+
+
+def test_network_comparison_models_fall_back_from_softmax_to_bce(tmp_path: Path) -> None:
+    from recbatch.train.compare import comparison_config
+
+    cfg = tiny_config(tmp_path, "mf", loss="softmax").train
+    assert [(c.model, c.loss) for c in (comparison_config(cfg, m) for m in ("mlp", "neumf", "gmf"))] == [
+        ("mlp", "bce"),
+        ("neumf", "bce"),
+        ("gmf", "softmax"),
+    ]
+    assert comparison_config(cfg.model_copy(update={"loss": "bpr"}), "mlp").loss == "bpr"
+
+
+def test_the_evaluate_stage_imports_no_training_and_no_tensorflow() -> None:
+    """Stages never import a sibling stage: extra models are fitted by the train stage and passed in."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "recbatch" / "evaluate"
+    banned = ("recbatch.train", "recbatch.models", "tensorflow", "keras")
+    for source in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad = [n for n in names if n.split(".")[0] in banned or n.startswith(banned)]
+            assert not bad, f"{source.name} imports {bad}"

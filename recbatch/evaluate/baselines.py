@@ -1,0 +1,52 @@
+"""Popularity baselines: the same list for every user, ranked by the scoring kernel like any model.
+
+popularity: train users per item. popularity_recent: train users per item within the last
+`evaluate.window_days` of train, all-time counts breaking ties. Both are one-factor
+DotScorers (a column of ones times the counts), so seen items are masked and ties break by
+item index exactly as for the models. The Spark ALS baseline is in `recbatch.evaluate.als`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from recbatch.config import EvaluateConfig
+from recbatch.core.ranking import DotScorer, Scorer
+
+DAY = 86_400
+
+
+def item_popularity(train_items: np.ndarray, num_items: int) -> np.ndarray:
+    """Number of train users per item (prepared splits hold one row per user and item)."""
+    return np.bincount(train_items, minlength=num_items).astype(np.float32)
+
+
+def recent_popularity(
+    train_items: np.ndarray, train_ts: np.ndarray, num_items: int, window_days: int
+) -> np.ndarray:
+    """Train users per item within the last `window_days` of train; all-time counts break ties."""
+    recent = train_ts >= train_ts.max(initial=0) - window_days * DAY
+    counts = np.bincount(train_items[recent], minlength=num_items).astype(np.float64)
+    overall = np.bincount(train_items, minlength=num_items).astype(np.float64)
+    return (counts * (overall.max(initial=0) + 1) + overall).astype(np.float64)
+
+
+def popularity_scorers(
+    ecfg: EvaluateConfig,
+    num_users: int,
+    train_items: np.ndarray,
+    popularity: np.ndarray,
+    train_times: Callable[[], np.ndarray],
+    block: int,
+) -> dict[str, Scorer]:
+    """The configured popularity baselines as scorers; `train_times` is read only when needed."""
+    ones = np.ones((num_users, 1), np.float32)
+    scorers: dict[str, Scorer] = {}
+    if "popularity" in ecfg.baselines:
+        scorers["popularity"] = DotScorer(ones, popularity[:, None], block)
+    if "popularity_recent" in ecfg.baselines:
+        recent = recent_popularity(train_items, train_times(), len(popularity), ecfg.window_days)
+        scorers["popularity_recent"] = DotScorer(ones, recent[:, None].astype(np.float64), block)
+    return scorers
