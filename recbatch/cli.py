@@ -189,7 +189,7 @@ def evaluate(
 ) -> None:
     """Rank held-out items for the model(s) and the baselines; print and save metrics, report.md, plots."""
     from recbatch import pipeline
-    from recbatch.evaluate.stage import format_metrics_table
+    from recbatch.evaluate.table import format_metrics_table
 
     flags = {"protocol": protocol, "negatives": negatives}
     overrides = list(set_ or []) + [f"evaluate.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
@@ -393,11 +393,6 @@ def bench_prepare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Time `recbatch prepare` (wall, peak RSS of driver + JVM) beside the same cleaning in DuckDB SQL."""
-    import json
+    from recbatch.bench.prepare import bench_prepare as run_bench_prepare
 
-    from recbatch.bench.prepare import format_result, run_bench
-
-    result = run_bench(events, out, repeats=runs, files=files, threads=cores)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    typer.echo(format_result(result))
-    typer.echo(f"results -> {out / 'results.json'}")
+    typer.echo(run_bench_prepare(events, out, runs, files, cores))

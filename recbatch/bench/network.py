@@ -16,7 +16,6 @@ probabilities (keras-call), compared list for list.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,26 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from recbatch.bench.score import _timed, _write_inputs, bench_session, engine_output, save_results
-from recbatch.bench.worker_rss import WorkerRss
+from recbatch.bench.harness import MIB, ScoringSpec, bench_session, median, save_results, size_of, timed
+from recbatch.bench.spark_engine import engine_output, sampled_top, timed_engine, write_inputs
 
-SIZES = {"tiny": (2_000, 500), "quick": (20_000, 5_000), "full": (100_000, 20_000)}
-MIB = 1 << 20
 NAIVE = ("keras-call", "keras-predict", "keras-function")
 
 
 @dataclass
-class NetworkBenchSpec:
-    """What one `recbatch bench network` run measures."""
+class NetworkBenchSpec(ScoringSpec):
+    """What one `recbatch bench network` run measures (`dim` per branch, `layers` the MLP tower)."""
 
-    users: int
-    items: int
-    dim: int = 32
     layers: tuple[int, ...] = (64, 32, 16)
-    k: int = 10
-    seen_per_user: int = 20
-    runs: int = 3
-    seed: int = 0
     one_process_users: int = 4_096
     naive_users: int = 256
     naive_batch: int = 65_536
@@ -104,35 +94,49 @@ def naive_top_k(model: Any, kind: str, users: np.ndarray, n_items: int, seen, k:
 
 
 def _spark_engine(spark, spec, folder: Path, items, weights, plan, sample) -> dict[str, Any]:
-    from pyspark.sql import functions as F
-
     def scored():
         return engine_output(spark, spec, folder, items, plan, "sigmoid", weights)
 
-    rss = WorkerRss(spark)
-    rss.start_window()
-    seconds = _timed(lambda: scored().write.format("noop").mode("overwrite").save(), spec.runs)
-    peak = rss.stop_window()
+    got = timed_engine(spark, scored, spec.runs)
     out = folder / "recbatch_out"
     scored().write.mode("overwrite").parquet(str(out))
-    got = spark.read.parquet(str(out)).filter(F.col("user_idx").isin([int(u) for u in sample])).collect()
-    by_user: dict[int, list[tuple[int, int]]] = {int(u): [] for u in sample}
-    for row in got:
-        by_user[row.user_idx].append((row.rank, row.item_idx))
-    top = [[i for _, i in sorted(by_user[int(u)])] for u in sample]
-    return {"seconds": seconds, "pairs": spec.users * spec.items, "worker_peak_rss_bytes": peak, "top": top}
+    return {
+        "seconds": got["seconds"],
+        "pairs": spec.users * spec.items,
+        "worker_peak_rss_bytes": got["worker_peak_rss_bytes"],
+        "top": sampled_top(spark, out, sample),
+    }
+
+
+def _one_process(spec, factors, weights, seen_pairs, plan, sample) -> tuple[dict[str, Any], list[list[int]]]:
+    """recbatch's network kernel in this process over the first `one_process_users` users, a
+    block at a time as the plan says; its timing and the top-K lists of the `sample` users."""
+    from recbatch.core.network_topk import NetworkTopKScorer
+
+    (user_rows, item_rows), n = factors, min(spec.one_process_users, spec.users)
+    seen = _seen_lists(*seen_pairs, np.arange(n))
+    scorer = NetworkTopKScorer(item_rows, weights, spec.k, plan.item_tile)
+
+    def one_process():
+        return [
+            scorer(user_rows[s : s + plan.user_block], seen[s : s + plan.user_block])[0]
+            for s in range(0, n, plan.user_block)
+        ]
+
+    got = {"seconds": timed(one_process, spec.runs), "pairs": n * spec.items}
+    top = np.concatenate(one_process())[sample]
+    return got, [[int(i) for i in r if i >= 0] for r in top]
 
 
 def run_bench(spark, spec: NetworkBenchSpec, folder: Path, contenders: list[str]) -> dict[str, Any]:
     """Run the contenders of `spec`; returns the results (the input of `format_report`)."""
-    from recbatch.core.network_topk import NetworkTopKScorer
     from recbatch.score.plan import make_plan
 
     model = make_model(spec)
     user_rows, item_rows = model.embedding_factors()
     weights = model.network_weights()
     rows, cols = make_seen(spec)
-    _write_inputs(spark, folder, user_rows, item_rows, rows, cols)
+    write_inputs(spark, folder, user_rows, item_rows, rows, cols)
     cores = spark.sparkContext.defaultParallelism
     plan = make_plan(
         spec.users,
@@ -153,23 +157,11 @@ def run_bench(spark, spec: NetworkBenchSpec, folder: Path, contenders: list[str]
             run = lambda kind=kind: naive_top_k(  # noqa: E731
                 model, kind, sample, spec.items, sample_seen, spec.k, spec.naive_batch
             )
-            found[kind] = {"seconds": _timed(run, spec.runs), "pairs": len(sample) * spec.items}
+            found[kind] = {"seconds": timed(run, spec.runs), "pairs": len(sample) * spec.items}
             tops[kind] = [[int(i) for i in r if i >= 0] for r in run()]
     if "recbatch-1p" in contenders:
-        n = min(spec.one_process_users, spec.users)
-        subset = np.arange(n)
-        seen = _seen_lists(rows, cols, subset)
-        scorer = NetworkTopKScorer(item_rows, weights, spec.k, plan.item_tile)
-
-        def one_process():
-            return [
-                scorer(user_rows[s : s + plan.user_block], seen[s : s + plan.user_block])[0]
-                for s in range(0, n, plan.user_block)
-            ]
-
-        found["recbatch-1p"] = {"seconds": _timed(one_process, spec.runs), "pairs": n * spec.items}
-        top = np.concatenate(one_process())[sample]
-        tops["recbatch-1p"] = [[int(i) for i in r if i >= 0] for r in top]
+        factors, seen = (user_rows, item_rows), (rows, cols)
+        found["recbatch-1p"], tops["recbatch-1p"] = _one_process(spec, factors, weights, seen, plan, sample)
     if "recbatch" in contenders:
         found["recbatch"] = _spark_engine(spark, spec, folder, item_rows, weights, plan, sample)
         tops["recbatch"] = found["recbatch"].pop("top")
@@ -183,10 +175,10 @@ def run_bench(spark, spec: NetworkBenchSpec, folder: Path, contenders: list[str]
 
 def summarise(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Median pairs/s per contender and its ratio to the naive Keras forms."""
-    rates = {n: g["pairs"] / statistics.median(g["seconds"]) for n, g in results["contenders"].items()}
+    rates = {n: g["pairs"] / median(g["seconds"]) for n, g in results["contenders"].items()}
     table = {}
     for name, rate in rates.items():
-        row = {"pairs_per_s": rate, "median_s": statistics.median(results["contenders"][name]["seconds"])}
+        row = {"pairs_per_s": rate, "median_s": median(results["contenders"][name]["seconds"])}
         for peer in NAIVE:
             if peer in rates:
                 row[f"vs_{peer}"] = rate / rates[peer]
@@ -238,10 +230,8 @@ def bench_network(
     """Build a local[*] session, run the benchmark at a named size, save JSON + Markdown; return both."""
     from recbatch.models.runtime import quiet_tensorflow
 
-    if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+    users, items = size_of(size)
     quiet_tensorflow()
-    users, items = SIZES[size]
     spec = NetworkBenchSpec(users=users, items=items, runs=runs)
     if size == "tiny":
         spec.naive_users, spec.one_process_users = 64, 2_000

@@ -12,82 +12,17 @@ no per-line quoting/field checks beyond DuckDB's own CSV reader).
 from __future__ import annotations
 
 import json
-import os
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from recbatch.bench.harness import measure_command, median, write_json
 from recbatch.config import SynthConfig
 
 RUN_DATE = "2026-01-02"
 SAMPLE_SECONDS = 0.2
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def tree_rss(root: int) -> int:
-    """Resident bytes of `root` and all its descendants now."""
-    tree, total, todo = _children(), 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += _rss(pid)
-        todo.extend(tree.get(pid, []))
-    return total
-
-
-def measure(cmd: list[str], log: Path | None = None) -> dict[str, Any]:
-    """Run `cmd`; return wall seconds, peak tree RSS (MiB), exit code and the output's tail
-    (the whole output goes to `log` when given)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], tree_rss(proc.pid))
-            done.wait(SAMPLE_SECONDS)
-
-    watcher = threading.Thread(target=sample, daemon=True)
-    watcher.start()
-    output, _ = proc.communicate()
-    wall = time.perf_counter() - start
-    done.set()
-    watcher.join()
-    text = output.decode(errors="replace")
-    if log is not None:
-        log.write_text(text, encoding="utf-8")
-    return {
-        "wall_s": round(wall, 2),
-        "peak_rss_mib": round(peak[0] / 2**20, 1),
-        "rc": proc.returncode,
-        "tail": text[-3000:],
-    }
+KEYS = ("rows_read", "rows_quarantined", "rows_clean", "interactions", "test_rows")
 
 
 DUCKDB_SQL = """
@@ -166,24 +101,16 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     walls = [r["wall_s"] for r in runs]
     return {
         "wall_s": walls,
-        "median_wall_s": round(statistics.median(walls), 2),
+        "median_wall_s": round(median(walls), 2),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
     }
 
 
-def run_bench(
-    events: int,
-    workdir: Path,
-    repeats: int = 1,
-    files: int = 8,
-    threads: int = 2,
-    seed: int = 7,
-    reuse_data: bool = True,
-) -> dict[str, Any]:
-    """Generate `events` synthetic events under `workdir`, then time both engines `repeats` times each."""
+def _events(events: int, workdir: Path, files: int, seed: int, reuse_data: bool) -> tuple[Path, dict, float]:
+    """The synthetic CSV files (reused when the last run made the same ones); their folder, the
+    generator's summary and the seconds it took."""
     from recbatch.synth import generate
 
-    workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "events"
     synth = SynthConfig(
         users=max(100, events // 40),
@@ -201,47 +128,68 @@ def run_bench(
     else:
         written = generate(synth, data)
         summary.write_text(json.dumps(written), encoding="utf-8")
-    gen_s = round(time.perf_counter() - start, 2)
+    return data, written, round(time.perf_counter() - start, 2)
+
+
+def _commands(workdir: Path, data: Path, threads: int) -> dict[str, list[str]]:
+    """The two child commands: `recbatch prepare` on a config written here, and the DuckDB reference."""
     config = workdir / "bench.toml"
     config.write_text(
         f'[paths]\nworkdir = "{workdir / "work"}"\n\n[input]\npath = "{data}"\nformat = "csv"\n\n'
         f'[spark]\nmaster = "local[{threads}]"\n\n[evaluate]\nbaselines = ["popularity"]\n',
         encoding="utf-8",
     )
-    spark_cmd = [sys.executable, "-m", "recbatch", "prepare", "--config", str(config), "--date", RUN_DATE]
-    duck_cmd = [
-        sys.executable,
-        "-c",
-        "import json, sys; from recbatch.bench.prepare import duckdb_prepare; "
-        "print('RESULT ' + json.dumps(duckdb_prepare(sys.argv[1], sys.argv[2], int(sys.argv[3]))))",
-        str(data / "*.csv"),
-        str(workdir / "duckdb"),
-        str(threads),
-    ]
-    spark_runs, duck_runs = [], []
+    return {
+        "spark": [sys.executable, "-m", "recbatch", "prepare", "--config", str(config), "--date", RUN_DATE],
+        "duckdb": [
+            sys.executable,
+            "-c",
+            "import json, sys; from recbatch.bench.prepare import duckdb_prepare; "
+            "print('RESULT ' + json.dumps(duckdb_prepare(sys.argv[1], sys.argv[2], int(sys.argv[3]))))",
+            str(data / "*.csv"),
+            str(workdir / "duckdb"),
+            str(threads),
+        ],
+    }
+
+
+def _measured_runs(commands: dict[str, list[str]], workdir: Path, repeats: int) -> dict[str, list[dict]]:
+    """Each command `repeats` times, the engines taking turns; a failed run stops the benchmark."""
+    names = {"spark": "recbatch prepare", "duckdb": "duckdb reference"}
+    runs: dict[str, list[dict]] = {"spark": [], "duckdb": []}
     for _ in range(repeats):
-        spark_runs.append(measure(spark_cmd, workdir / "spark.log"))
-        if spark_runs[-1]["rc"] != 0:
-            raise RuntimeError(
-                f"recbatch prepare failed (rc {spark_runs[-1]['rc']}), see {workdir / 'spark.log'}"
-            )
-        duck_runs.append(measure(duck_cmd, workdir / "duckdb.log"))
-        if duck_runs[-1]["rc"] != 0:
-            raise RuntimeError(
-                f"duckdb reference failed (rc {duck_runs[-1]['rc']}), see {workdir / 'duckdb.log'}"
-            )
+        for engine, cmd in commands.items():
+            log = workdir / f"{engine}.log"
+            runs[engine].append(measure_command(cmd, log, SAMPLE_SECONDS))
+            if runs[engine][-1]["rc"] != 0:
+                raise RuntimeError(f"{names[engine]} failed (rc {runs[engine][-1]['rc']}), see {log}")
+    return runs
+
+
+def run_bench(
+    events: int,
+    workdir: Path,
+    repeats: int = 1,
+    files: int = 8,
+    threads: int = 2,
+    seed: int = 7,
+    reuse_data: bool = True,
+) -> dict[str, Any]:
+    """Generate `events` synthetic events under `workdir`, then time both engines `repeats` times each."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    data, written, gen_s = _events(events, workdir, files, seed, reuse_data)
+    runs = _measured_runs(_commands(workdir, data, threads), workdir, repeats)
     report_path = workdir / "work" / "runs" / f"dt={RUN_DATE}" / "prepared" / "report.json"
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    duck_line = next(ln for ln in duck_runs[-1]["tail"].splitlines() if ln.startswith("RESULT "))
-    spark_s, duck_s = _summary(spark_runs), _summary(duck_runs)
-    keys = ("rows_read", "rows_quarantined", "rows_clean", "interactions", "test_rows")
+    duck_line = next(ln for ln in runs["duckdb"][-1]["tail"].splitlines() if ln.startswith("RESULT "))
+    spark_s, duck_s = _summary(runs["spark"]), _summary(runs["duckdb"])
     return {
         "events": events,
         "rows_written": written["rows"],
         "files": files,
         "cores": threads,
         "generate_s": gen_s,
-        "spark": {**spark_s, "timings": report.get("timings"), **{k: report[k] for k in keys}},
+        "spark": {**spark_s, "timings": report.get("timings"), **{k: report[k] for k in KEYS}},
         "duckdb": {**duck_s, **json.loads(duck_line.removeprefix("RESULT "))},
         "ratio_wall_spark_over_duckdb": round(spark_s["median_wall_s"] / duck_s["median_wall_s"], 2),
         "ratio_rss_spark_over_duckdb": round(spark_s["peak_rss_mib"] / max(duck_s["peak_rss_mib"], 1), 2),
@@ -268,3 +216,10 @@ def format_result(result: dict[str, Any]) -> str:
         f"peak memory x{result['ratio_rss_spark_over_duckdb']}"
     )
     return "\n".join(lines)
+
+
+def bench_prepare(events: int, workdir: Path, runs: int, files: int, cores: int) -> str:
+    """Run the benchmark, write results.json under `workdir`; return the table and where the JSON went."""
+    result = run_bench(events, workdir, repeats=runs, files=files, threads=cores)
+    write_json(workdir / "results.json", result)
+    return format_result(result) + f"\nresults -> {workdir / 'results.json'}"

@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 import resource
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+
+from recbatch.bench.harness import timed
 
 KINDS = ("tf", "tf-mask", "numpy", "recbatch")
 
@@ -103,12 +104,8 @@ def main(argv: list[str]) -> None:
         run = _recbatch_runner(users, items, rows, cols, k, block)
     else:
         raise SystemExit(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    top = run()  # warm-up (and tracing)
-    seconds = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
+    top = run()  # warm-up (and tracing): its lists are the ones reported
+    seconds = timed(run, runs, warm_up=False)
     result = {
         "kind": kind,
         "seconds": seconds,
