@@ -14,6 +14,7 @@ from recbatch.bench.harness import measure_command, save_results, size_of, timed
 from recbatch.bench.score import BenchSpec, brute_force, make_data, run_bench
 from recbatch.bench.score_report import format_report, summarise
 from recbatch.core.topk import top_k_dot
+from recbatch.errors import ConfigError
 
 
 def test_timed_runs_a_warm_up_then_the_timed_runs():
@@ -25,7 +26,7 @@ def test_timed_runs_a_warm_up_then_the_timed_runs():
 
 def test_size_of_names_the_sizes_there_are():
     assert size_of("tiny") == (2_000, 500)
-    with pytest.raises(ValueError, match="tiny, quick, full"):
+    with pytest.raises(ConfigError, match="tiny, quick, full"):
         size_of("huge")
 
 

@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recbatch.errors import ConfigError
+
 # Named sizes of the scoring benchmarks (bench score, bench network): (users, items).
 SIZES = {"tiny": (2_000, 500), "quick": (20_000, 5_000), "full": (100_000, 20_000)}
 MIB = 1 << 20
 
 
 def size_of(size: str) -> tuple[int, int]:
-    """(users, items) of a named size; a ValueError names the sizes there are."""
+    """(users, items) of a named size; a ConfigError (exit 2) names the sizes there are."""
     if size not in SIZES:
-        raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
+        raise ConfigError(f"--size {size!r} is not a benchmark size; choose one of {', '.join(SIZES)}")
     return SIZES[size]
 
 
