@@ -4,6 +4,11 @@ Defaults live here, so the installed package works without the repository's `con
 folder; `conf/default.toml` documents every key with these same values (a test keeps
 the two in step). Validation happens before Spark starts: a wrong key or value raises
 `ConfigError` naming the key, the bad value and what is allowed.
+
+Longer than the ~300-line guide on purpose: it is the one contract of every key, each
+section a small model whose fields carry their documentation (`recbatch config
+--template` prints them), and splitting the sections across files would scatter that
+contract without making any one section shorter.
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("prepare", "train", "evaluate", "score")
-
 
 def layout_for(config: Config, date: str) -> RunLayout:
     """The artifact layout of this config's work directory for one date."""
@@ -44,13 +42,16 @@ def train(config: Config, layout: RunLayout) -> dict[str, Any]:
 
 
 def evaluate(config: Config, layout: RunLayout, spark: SparkSession | None = None) -> dict[str, Any]:
-    """Rank held-out items for the model and the baselines; returns the metrics.
+    """Rank held-out items for the model, extra models and baselines; returns the metrics.
 
-    The Spark ALS baseline is trained here, on the same train split, when it is configured
-    and a session is at hand.
+    What evaluation compares the model with is fitted here, above both stages, on the same
+    train split: the Spark ALS baseline when it is configured and a session is at hand
+    (evaluate stage), and `evaluate.extra_models` with the [train] settings (train stage).
     """
-    from recbatch.evaluate.stage import run_evaluate
+    from recbatch.evaluate.stage import check_inputs, run_evaluate
+    from recbatch.train.compare import fit_comparison_models
 
+    check_inputs(layout)  # a missing model or split fails before anything is fitted
     extra = {}
     if "als" in config.evaluate.baselines and spark is not None:
         from recbatch.evaluate.als import als_factors
@@ -60,43 +61,40 @@ def evaluate(config: Config, layout: RunLayout, spark: SparkSession | None = Non
         started = time.perf_counter()
         extra["als"] = als_factors(spark, layout.train, users, items, config.als)
         log.info("evaluate: Spark ALS baseline trained in %.1fs", time.perf_counter() - started)
-    return run_evaluate(config, layout, extra)
+    return run_evaluate(config, layout, extra, fit_comparison_models(config, layout))
 
 
 def score_and_publish(
     spark: SparkSession, config: Config, layout: RunLayout, run_id: str | None = None
 ) -> dict[str, Any]:
-    """Score every user, then publish the table atomically; returns the publish manifest."""
-    import json
+    """Score every user, then publish the table atomically; returns the publish manifest.
 
+    The publish gate checks each user's row count against the expected rows the score
+    stage derives from the same request as the rows themselves (recbatch.score.stage).
+    """
     from recbatch.io.publish import publish_table
-    from recbatch.score.engine import expected_rows_per_user, run_score
+    from recbatch.score.stage import run_score
 
-    run_id = run_id or make_run_id(config, layout.date)
+    run_id = run_id or make_run_id(config, layout.date, spark)
     started = time.perf_counter()
-    recommendations = run_score(spark, config, layout, run_id)
-    model_manifest = json.loads(layout.model_manifest.read_text(encoding="utf-8"))
-    expected = expected_rows_per_user(spark, config, layout)
-    k = config.score.k
-    if config.score.candidates is not None and config.score.candidates_output == "all":
-        # Every candidate is kept: the row bound is the largest candidate list, not score.k.
-        k = int(expected.agg({"expected": "max"}).first()[0] or 1)
-    manifest = publish_table(
-        recommendations,
-        config.publish,
-        layout.published_root,
-        layout.date,
-        run_id,
-        k,
-        expected,
-        {
-            "model": model_manifest.get("model"),
-            "config_hash": config.fingerprint(),
-            "data_fingerprint": model_manifest.get("data_fingerprint"),
-            "versions": versions(),
-        },
-    )
-    # run_score is lazy: the scoring itself happens inside publish's write.
+    # run_score is lazy: the scoring itself happens inside publish's write; leaving the
+    # block drops what the stage cached for it.
+    with run_score(spark, config, layout, run_id) as scored:
+        manifest = publish_table(
+            scored.recommendations,
+            config.publish,
+            layout.published_root,
+            layout.date,
+            run_id,
+            scored.k_bound,
+            scored.expected,
+            {
+                "model": scored.manifest.get("model"),
+                "config_hash": config.fingerprint(),
+                "data_fingerprint": scored.manifest.get("data_fingerprint"),
+                "versions": versions(),
+            },
+        )
     manifest["score_and_publish_seconds"] = round(time.perf_counter() - started, 3)
     return manifest
 
@@ -131,7 +129,7 @@ class RunResult:
 def run_all(spark: SparkSession, config: Config, date: str) -> RunResult:
     """prepare → train → evaluate → score/publish for one date."""
     layout = layout_for(config, date)
-    result = RunResult(date=date, run_id=make_run_id(config, date), layout=layout)
+    result = RunResult(date=date, run_id=make_run_id(config, date, spark), layout=layout)
     steps = (
         ("prepare", lambda: prepare(spark, config, layout), "report"),
         ("train", lambda: train(config, layout), "model"),

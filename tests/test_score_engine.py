@@ -164,7 +164,7 @@ def _write_run(spark, layout: RunLayout, users, items, train, test, model="mf"):
 
 @pytest.mark.parametrize("user_input", ["files", "spark"])
 def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path, user_input):
-    from recbatch.score.engine import expected_rows_per_user, run_score
+    from recbatch.score.stage import run_score
 
     users = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
     items = np.array([[3, 0], [2, 0], [1, 0], [0, 3], [0, 2]], np.float32)
@@ -176,7 +176,8 @@ def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path, user_in
         run_score(spark, config, layout, "r1")
     _write_run(spark, layout, users, items, train=[(0, 0), (1, 3)], test=[(0, 1)])
 
-    got = run_score(spark, config, layout, "r1")
+    result = run_score(spark, config, layout, "r1")
+    got = result.recommendations
     assert got.columns == ["user_id", "item_id", "score", "rank", "source", "model", "run_id"]
     rows = sorted((r.user_id, r.rank, r.item_id, r.score, r.source, r.model, r.run_id) for r in got.collect())
     assert rows == [
@@ -189,12 +190,17 @@ def test_run_score_maps_ids_and_excludes_train_and_test(spark, tmp_path, user_in
         ("u2", 1, "i0", 0.5, "fallback", "mf", "r1"),
         ("u2", 2, "i3", 0.5, "fallback", "mf", "r1"),
     ]
-    expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
+    expected = {r.user_id: r.expected for r in result.expected.collect()}
     assert expected == {"u0": 3, "u1": 4, "u2": 5}
+    assert result.k_bound == 2
+    cold = result.request.cold  # u2, cached for the engine and the fallback until released
+    assert cold is not None and cold.is_cached
+    result.release()
+    assert not cold.is_cached
 
 
 def test_run_score_rejects_mismatched_model(spark, tmp_path):
-    from recbatch.score.engine import run_score
+    from recbatch.score.stage import run_score
 
     layout = RunLayout(tmp_path, "2026-01-02")
     items = np.ones((4, 2), np.float32)
@@ -276,7 +282,7 @@ def test_allowed_items_are_applied_before_selection(spark):
 
 
 def test_run_score_applies_allow_and_deny_lists(spark, tmp_path):
-    from recbatch.score.engine import expected_rows_per_user, run_score
+    from recbatch.score.stage import run_score
 
     users = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
     items = np.array([[3, 0], [2, 0], [1, 0], [0, 3], [0, 2]], np.float32)
@@ -290,7 +296,8 @@ def test_run_score_applies_allow_and_deny_lists(spark, tmp_path):
     config = Config()
     config.score.k = 2
     config.score.allow_items, config.score.deny_items = str(allow), str(deny)
-    rows = sorted((r.user_id, r.rank, r.item_id) for r in run_score(spark, config, layout, "r1").collect())
+    result = run_score(spark, config, layout, "r1")
+    rows = sorted((r.user_id, r.rank, r.item_id) for r in result.recommendations.collect())
     # allowed: i0, i2, i3; u0 has seen i0 (and i1), u1 has seen i3
     assert rows == [
         ("u0", 1, "i2"),
@@ -300,8 +307,9 @@ def test_run_score_applies_allow_and_deny_lists(spark, tmp_path):
         ("u2", 1, "i0"),
         ("u2", 2, "i3"),
     ]
-    expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
+    expected = {r.user_id: r.expected for r in result.expected.collect()}
     assert expected == {"u0": 2, "u1": 2, "u2": 3}
+    result.release()
     config.score.allow_items = str(deny)
     with pytest.raises(DataError, match="leave no item"):
         run_score(spark, config, layout, "r1")
@@ -309,7 +317,7 @@ def test_run_score_applies_allow_and_deny_lists(spark, tmp_path):
 
 @pytest.mark.parametrize("user_input", ["files", "spark"])
 def test_run_score_scores_only_listed_users(spark, tmp_path, user_input):
-    from recbatch.score.engine import expected_rows_per_user, run_score
+    from recbatch.score.stage import run_score
 
     users, items = _factors()
     layout = RunLayout(tmp_path, "2026-01-02")
@@ -321,17 +329,20 @@ def test_run_score_scores_only_listed_users(spark, tmp_path, user_input):
     config = Config()
     config.score.users = str(listed)
     config.score.user_input = user_input
-    got = run_score(spark, config, layout, "r1").collect()
+    result = run_score(spark, config, layout, "r1")
+    got = result.recommendations.collect()
     assert {(r.user_id, r.source) for r in got} == {("u0", "model"), ("u5", "model"), ("ghost", "fallback")}
     assert len(got) == 3 * config.score.k
     # The unknown user gets the popular items (i0, i1 first), nothing seen to exclude.
     assert [r.item_id for r in sorted(got, key=lambda r: r.rank) if r.user_id == "ghost"][:2] == ["i0", "i1"]
-    expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
+    expected = {r.user_id: r.expected for r in result.expected.collect()}
     assert expected == {"u0": N_ITEMS - 1, "u5": N_ITEMS - 1, "ghost": N_ITEMS}
+    result.release()
     config.score.fallback = "none"
-    got = run_score(spark, config, layout, "r1").collect()
-    assert {r.user_id for r in got} == {"u0", "u5"} and len(got) == 2 * config.score.k
-    assert {r.user_id for r in expected_rows_per_user(spark, config, layout).collect()} == {"u0", "u5"}
+    with run_score(spark, config, layout, "r1") as result:
+        got = result.recommendations.collect()
+        assert {r.user_id for r in got} == {"u0", "u5"} and len(got) == 2 * config.score.k
+        assert {r.user_id for r in result.expected.collect()} == {"u0", "u5"}
 
 
 def test_network_models_need_their_weights_rather_than_ranking_by_embeddings(tmp_path):

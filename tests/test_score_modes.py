@@ -7,6 +7,7 @@ is driven through run_score / score_and_publish on a tiny prepared run written w
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -123,9 +124,9 @@ TEST = [(0, 1)]
 
 
 @pytest.mark.spark
-def test_candidate_table_mode_scores_only_given_pairs_and_counts_unknown_ids(spark, tmp_path):
+def test_candidate_table_mode_scores_only_given_pairs_and_counts_unknown_ids(spark, tmp_path, caplog):
     from recbatch.pipeline import score_and_publish
-    from recbatch.score.engine import expected_rows_per_user, run_score
+    from recbatch.score.stage import run_score
 
     layout = _write_run(tmp_path, USERS, ITEMS, TRAIN, TEST)
     candidates = tmp_path / "candidates"
@@ -144,27 +145,31 @@ def test_candidate_table_mode_scores_only_given_pairs_and_counts_unknown_ids(spa
     config = Config.model_validate(
         {"paths": {"workdir": str(tmp_path)}, "score": {"k": 2, "candidates": str(candidates)}}
     )
-    got = sorted(
-        (r.user_id, r.rank, r.item_id, r.score, r.source)
-        for r in run_score(spark, config, layout, "r1").collect()
-    )
+    result = run_score(spark, config, layout, "r1")
+    got = sorted((r.user_id, r.rank, r.item_id, r.score, r.source) for r in result.recommendations.collect())
     assert got == [
         ("u0", 1, "i2", 1.0, "model"),
         ("u0", 2, "i3", 0.0, "model"),  # tie with i4 at 0: lower index first, i4 cut at k=2
         ("u1", 1, "i0", 0.0, "model"),
         ("u2", 1, "i2", 1.0, "model"),
     ]
-    expected = {r.user_id: r.expected for r in expected_rows_per_user(spark, config, layout).collect()}
+    expected = {r.user_id: r.expected for r in result.expected.collect()}
     assert expected == {"u0": 2, "u1": 1, "u2": 1}
+    assert result.k_bound == 2
 
     config.score.candidates_output = "all"
-    manifest = score_and_publish(spark, config, layout, "r1")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="recbatch.score"):
+        manifest = score_and_publish(spark, config, layout, "r1")
+    # The table is read and checked once per run: one warning about its unknown ids.
+    assert sum("score.candidates:" in r.getMessage() for r in caplog.records) == 1
     assert manifest["rows"] == 5 and manifest["users"] == 3 and manifest["k"] == 3
     assert manifest["by_source"] == {"model": {"rows": 5, "users": 3}}
     # A published table is itself a candidate table: the second stage of a two-stage pipeline.
     config.score.candidates, config.score.candidates_output = manifest["path"], "top_k"
     restaged = sorted(
-        (r.user_id, r.rank, r.item_id) for r in run_score(spark, config, layout, "r2").collect()
+        (r.user_id, r.rank, r.item_id)
+        for r in run_score(spark, config, layout, "r2").recommendations.collect()
     )
     assert restaged == [(u, r, i) for u, r, i, _, _ in got]
 

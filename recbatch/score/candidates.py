@@ -34,14 +34,14 @@ _ARROW_SCHEMA = pa.schema(
 
 
 def read_candidates(
-    spark: SparkSession, path: str, user_vocab: DataFrame, item_vocab: DataFrame, check: bool = True
+    spark: SparkSession, path: str, user_vocab: DataFrame, item_vocab: DataFrame
 ) -> tuple[DataFrame, dict[str, int]]:
     """Distinct (user_idx, item_idx) candidate pairs of the table at `path`, and row counts.
 
     Counts: rows (distinct pairs read), unknown_user, unknown_item (pairs whose user or
     item is not in the vocabulary, not scored) and known (pairs that will be scored).
-    `check` False skips the counting job, its warning and the all-unknown error (empty
-    counts): for a second reading of a table the score stage has already checked.
+    The score stage reads the table once (recbatch.score.request), so the counts, their
+    warning and the all-unknown DataError happen once per run.
     """
     from pyspark.sql import functions as F
 
@@ -63,8 +63,6 @@ def read_candidates(
     )
     known = matched.where(F.col("user_idx").isNotNull() & F.col("item_idx").isNotNull())
     known = known.select(F.col("user_idx").cast("int"), F.col("item_idx").cast("int"))
-    if not check:
-        return known, {}
     totals = matched.agg(
         F.count(F.lit(1)).alias("rows"),
         F.sum(F.when(F.col("user_idx").isNull(), 1).otherwise(0)).alias("unknown_user"),
@@ -99,7 +97,9 @@ def eligible_candidates(
     if seen is not None:
         out = out.join(seen.select("user_idx", "item_idx"), on=["user_idx", "item_idx"], how="left_anti")
     if allowed is not None:
-        allowed_df = candidates.sparkSession.createDataFrame([(int(i),) for i in allowed], "item_idx int")
+        from recbatch.score.filters import allowed_frame
+
+        allowed_df = allowed_frame(candidates.sparkSession, allowed)
         out = out.join(F.broadcast(allowed_df), on="item_idx", how="left_semi")
     return out.select("user_idx", "item_idx")
 

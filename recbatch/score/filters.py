@@ -1,7 +1,7 @@
 """Item allow/deny lists (which items may be recommended) and user subsets (who is scored).
 
 Lists are Parquet tables with an `item_id` column, mapped to item indices through the
-prepared vocabulary. They are applied before selection (recbatch.score.engine passes the
+prepared vocabulary. They are applied before selection (recbatch.score.stage passes the
 allowed indices to the kernel), so a user still gets k items wherever k allowed unseen
 items exist. Ids absent from the vocabulary are counted and logged, never silently lost.
 """
@@ -43,13 +43,12 @@ def listed_users(spark: SparkSession, config: ScoreConfig) -> DataFrame | None:
     return _read_list(spark, config.users, "user_id", "users")
 
 
-def selected_users(spark: SparkSession, config: ScoreConfig, user_vocab: DataFrame) -> DataFrame | None:
-    """user_idx, user_id of the users listed in score.users that the model knows (None: every user).
+def selected_users(config: ScoreConfig, listed: DataFrame | None, user_vocab: DataFrame) -> DataFrame | None:
+    """user_idx, user_id of the `listed` users (`listed_users`) that the model knows (None: every user).
 
     Listed ids missing from the vocabulary (users without a model vector) are counted and
     logged; they get the cold-start fallback where score.fallback is on, else no rows.
     """
-    listed = listed_users(spark, config)
     if listed is None:
         return None
     known = user_vocab.select("user_id", "user_idx").join(listed, on="user_id", how="left_semi")
@@ -99,3 +98,8 @@ def allowed_items(
             "score.allow_items / score.deny_items leave no item to recommend; check the lists' item_id values"
         )
     return np.flatnonzero(keep)
+
+
+def allowed_frame(spark: SparkSession, allowed: np.ndarray) -> DataFrame:
+    """The allowed item indices as a one-column (item_idx int) DataFrame, for semi joins."""
+    return spark.createDataFrame([(int(i),) for i in allowed], "item_idx int")

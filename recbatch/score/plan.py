@@ -139,33 +139,16 @@ def make_plan(
             f"cannot plan users={users} items={items} dim={dim} k={k} parallelism={parallelism} "
             f"worker_memory_mb={worker_memory_mb}: all must be >= 1"
         )
-    widths = tuple(network_widths or ())
-    # Item side: a floor per hidden unit, a constant and a GMF copy (at most dim) per item.
-    net_items = items * (sum(widths) + 1 + dim) * 4 if network_widths is not None else 0
-    net_chunk = CHUNK_PAIRS * (sum(widths) + 1) * 4 if network_widths is not None else 0
-    if partitions is None and user_input == "files":
-        # Ranges hold equal user counts, so one task per core is balanced; two (measured on the
-        # Spark path, whose hash partitions are uneven) would only add per-task reads.
-        seen_tasks = math.ceil(seen_pairs / SEEN_PAIRS_PER_TASK)
-        partitions = max(parallelism, math.ceil(users / USERS_PER_TASK), seen_tasks)
-    elif partitions is None:
-        partitions = max(2 * parallelism, math.ceil(users / USERS_PER_TASK))
+    net_items, net_chunk = _network_bytes(items, dim, network_widths)
+    if partitions is None:
+        partitions = _default_partitions(users, parallelism, user_input, seen_pairs)
     # A files task holds its range's seen pairs while it scores: they come out of the budget.
     seen_bytes = 0
     if user_input == "files":
         seen_bytes = math.ceil(seen_pairs / partitions) * SEEN_PAIR_PEAK_BYTES + FILE_READER_MB * MIB
     reserved = WORKER_BASE_MB + 8 + HEADROOM_MB + (net_chunk + seen_bytes) // MIB  # 8 MiB: Arrow I/O
     budget = max(worker_memory_mb - reserved, 16) * MIB
-    per_user_row = 4 * TEMP_FACTOR  # bytes per (user, item) slot of the buffer and temporaries
-    if item_tile is None:
-        fits = int(budget / (per_user_row * items))
-        item_tile = (
-            items if fits >= min(MIN_BLOCK, users) else max(1024, int(budget / (per_user_row * MIN_BLOCK)))
-        )
-        item_tile = min(item_tile, items)
-    if user_block is None:
-        user_block = int(budget / (per_user_row * item_tile))
-        user_block = _round_block(min(max(user_block, 1), MAX_BLOCK, max(users, 1)))
+    item_tile, user_block = _block_shape(users, items, budget, item_tile, user_block)
     item_bytes = items * dim * 4
     buffer_bytes = user_block * item_tile * 4
     io_bytes = user_block * (dim * 4 + 64) * 4 + seen_bytes  # Arrow batches in and out, decoded copies
@@ -185,12 +168,49 @@ def make_plan(
         buffer_bytes=buffer_bytes,
         worker_peak_bytes=peak,
         worker_budget_bytes=worker_memory_mb * MIB,
-        network_widths=widths,
+        network_widths=tuple(network_widths or ()),
         network_item_bytes=net_items,
         network_chunk_bytes=net_chunk,
         user_input=user_input,
         seen_pairs=seen_pairs,
     )
+
+
+def _network_bytes(items: int, dim: int, network_widths: tuple[int, ...] | None) -> tuple[int, int]:
+    """(item side cached per worker, hidden activations of one chunk) of a network model; 0s for dot."""
+    if network_widths is None:
+        return 0, 0
+    units = sum(network_widths) + 1
+    # Item side: a floor per hidden unit, a constant and a GMF copy (at most dim) per item.
+    return items * (units + dim) * 4, CHUNK_PAIRS * units * 4
+
+
+def _default_partitions(users: int, parallelism: int, user_input: str, seen_pairs: int) -> int:
+    """Tasks of the job when score.partitions is not set."""
+    if user_input == "files":
+        # Ranges hold equal user counts, so one task per core is balanced; two (measured on the
+        # Spark path, whose hash partitions are uneven) would only add per-task reads.
+        seen_tasks = math.ceil(seen_pairs / SEEN_PAIRS_PER_TASK)
+        return max(parallelism, math.ceil(users / USERS_PER_TASK), seen_tasks)
+    return max(2 * parallelism, math.ceil(users / USERS_PER_TASK))
+
+
+def _block_shape(
+    users: int, items: int, budget: int, item_tile: int | None, user_block: int | None
+) -> tuple[int, int]:
+    """(item_tile, user_block) whose score buffer and temporaries fit `budget` bytes; given ones kept."""
+    per_user_row = 4 * TEMP_FACTOR  # bytes per (user, item) slot of the buffer and temporaries
+    if item_tile is None:
+        # The whole catalogue as one tile unless not even MIN_BLOCK users fit it.
+        fits = int(budget / (per_user_row * items))
+        item_tile = (
+            items if fits >= min(MIN_BLOCK, users) else max(1024, int(budget / (per_user_row * MIN_BLOCK)))
+        )
+        item_tile = min(item_tile, items)
+    if user_block is None:
+        user_block = int(budget / (per_user_row * item_tile))
+        user_block = _round_block(min(max(user_block, 1), MAX_BLOCK, max(users, 1)))
+    return item_tile, user_block
 
 
 def plan_for(
