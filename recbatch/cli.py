@@ -5,6 +5,10 @@ wrapped by `handles_errors`, which prints one line (`--verbose` adds the traceba
 spark-submit scripts in jobs/ call `main` with their stage's command, so a failure exits
 with the same code and message whichever way recbatch was launched. Spark and TensorFlow
 are imported only inside commands, so `recbatch --help` is instant.
+
+Longer than the ~300-line guide on purpose: each command is a thin typer signature (its
+options are the user-facing contract) that hands over to pipeline, a stage or bench;
+keeping them in one module keeps one error mapping and one `--help` tree.
 """
 
 from __future__ import annotations
@@ -51,12 +55,29 @@ BenchOutOpt = Annotated[Path, typer.Option(help="Folder for inputs, results.json
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A log handler that writes to whatever sys.stderr is when a record is emitted.
+
+    A plain StreamHandler keeps the stream it was built with; when a caller swaps
+    sys.stderr per command (typer's CliRunner, a notebook), later records would go to a
+    closed stream and print "Logging error" tracebacks instead.
+    """
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
-        stream=sys.stderr,
+        handlers=[_CurrentStderr()],
         force=True,
     )
     for noisy in ("py4j", "matplotlib", "absl", "tensorflow", "h5py"):

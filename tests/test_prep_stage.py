@@ -7,10 +7,11 @@ import json
 import pytest
 
 from recbatch.config import Config, SynthConfig
-from recbatch.errors import DataError, PipelineError
+from recbatch.errors import ConfigError, DataError, PipelineError
 from recbatch.layout import RunLayout
-from recbatch.prep.report import check_accounting
+from recbatch.prep.report import check_accounting, write_report
 from recbatch.prep.stage import run_prepare
+from recbatch.prep.vocab import previous_prepared
 from recbatch.synth import generate
 
 INTERACTION_COLUMNS = ("user_idx", "item_idx", "count", "weight", "rating", "last_ts")
@@ -199,3 +200,31 @@ def test_vocabularies_stay_stable_when_data_is_appended(spark, tmp_path):
     assert sorted(spark.read.parquet(str(RunLayout(workdir, "2026-01-02").interactions)).columns) == sorted(
         INTERACTION_COLUMNS
     )
+
+
+def test_previous_vocab_auto_takes_the_latest_earlier_run_with_both_vocabularies(tmp_path):
+    def prepared(date, *sides):
+        folder = RunLayout(tmp_path, date).prepared
+        for side in sides:
+            (folder / "vocab" / side).mkdir(parents=True)
+        return folder
+
+    older = prepared("2026-01-01", "users", "items")
+    prepared("2026-01-02", "users")  # incomplete: no item vocabulary
+    prepared("2026-01-04", "users", "items")  # later than the run date
+    layout = RunLayout(tmp_path, "2026-01-03")
+    assert previous_prepared("auto", layout) == older
+    assert previous_prepared("", layout) is None
+    assert previous_prepared(str(older), layout) == older
+    with pytest.raises(ConfigError, match="holds no vocab/users and vocab/items"):
+        previous_prepared(str(RunLayout(tmp_path, "2026-01-02").prepared), layout)
+
+
+def test_report_json_is_written_whole_with_sorted_keys(tmp_path):
+    target = tmp_path / "prepared" / "report.json"
+    write_report({"rows_read": 3, "files": {"b": 1, "a": 2}}, target)
+    assert (
+        target.read_text(encoding="utf-8")
+        == json.dumps({"files": {"a": 2, "b": 1}, "rows_read": 3}, indent=2, sort_keys=True) + "\n"
+    )
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]

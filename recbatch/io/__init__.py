@@ -1,1 +1,3 @@
-"""Reading raw interaction logs (and, later, publishing and exports)."""
+"""The I/O layer under the stages: input readers (readers, lines), the publish gate
+(table_checks), atomic publishing (publish) and exports (export). It imports no stage.
+"""

@@ -16,7 +16,6 @@ Needs a POSIX filesystem (local or shared mount) for symlinks and atomic rename.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,7 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recbatch.core.files import sha256_file, write_json
 from recbatch.errors import DataError, PipelineError
+from recbatch.io.table_checks import validate_recommendations
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -56,36 +57,26 @@ def _plain(kind: str, value: str) -> str:
     return value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _tidy_parts(staging: Path, run_id: str) -> list[dict[str, Any]]:
+def _tidy_parts(staging: Path, version: str) -> list[dict[str, Any]]:
     """Give part files stable names, drop Hadoop's .crc side files, and checksum the parts."""
     for crc in staging.glob(".*.crc"):
         crc.unlink()
     files = []
     for i, part in enumerate(sorted(staging.glob("part-*"))):
-        target = staging / f"part-{i:05d}-{run_id}{part.name[part.name.index('.') :]}"
+        target = staging / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
         part.rename(target)
-        files.append({"path": target.name, "bytes": target.stat().st_size, "sha256": _sha256(target)})
+        files.append({"path": target.name, "bytes": target.stat().st_size, "sha256": sha256_file(target)})
     return files
 
 
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _check_pointer(pointer: Path) -> None:
+    if pointer.exists() and not pointer.is_symlink():
+        raise PipelineError(f"{pointer} is a real directory, not a publish pointer; move it away and rerun")
 
 
 def _swap_link(link: Path, target: str) -> None:
     """Point `link` at `target` atomically: a fresh symlink renamed over the old one."""
-    if link.exists() and not link.is_symlink():
-        raise PipelineError(f"{link} is a real directory, not a publish pointer; move it away and rerun")
+    _check_pointer(link)
     tmp = link.with_name(f".{link.name}.swap")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
@@ -119,10 +110,9 @@ def _update_latest(table_dir: Path) -> None:
 
 
 def _stage(
-    df: DataFrame, staging: Path, run_id: str, k: int, expected: DataFrame | None, files: int | None
+    df: DataFrame, staging: Path, version: str, k: int, expected: DataFrame | None, files: int | None
 ) -> tuple[DataFrame, dict[str, Any], list[dict[str, Any]]]:
-    from recbatch.io.table_checks import validate_recommendations
-
+    """Write `df` to `staging`, read it back and validate it; return it, its stats and its parts."""
     spark = df.sparkSession
     n_files = files or int(spark.conf.get("spark.sql.shuffle.partitions"))
     # Hash partitioning on user_id and a total order inside each file: the same rows always
@@ -135,7 +125,54 @@ def _stage(
     )
     staged = spark.read.parquet(str(staging))
     stats = validate_recommendations(staged, k, expected)
-    return staged, stats, _tidy_parts(staging, run_id)
+    return staged, stats, _tidy_parts(staging, version)
+
+
+def _manifest(
+    head: dict[str, Any], k: int, staged: DataFrame, stats: dict[str, Any], parts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The manifest of a validated version: `head` (extra keys, then identity), counts, schema, files."""
+    return {
+        **head,
+        "rows": stats["rows"],
+        "users": stats["users"],
+        **({"by_source": stats["by_source"]} if "by_source" in stats else {}),
+        "k": k,
+        "columns": staged.columns,
+        "schema": [
+            {"name": f.name, "type": f.dataType.simpleString(), "nullable": f.nullable}
+            for f in staged.schema.fields
+        ],
+        "files": parts,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _write_version(
+    df: DataFrame,
+    versions: Path,
+    head: dict[str, Any],
+    k: int,
+    expected: DataFrame | None,
+    files: int | None,
+) -> dict[str, Any]:
+    """Write, validate and checksum `df` in staging, then rename it to `versions/<version>`.
+
+    Returns the manifest. The version is complete but not yet current (the caller swaps
+    the pointer); on any failure the staging directory is removed and the error raised.
+    """
+    version = head["version"]
+    staging = versions / f"{version}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staged, stats, parts = _stage(df, staging, version, k, expected, files)
+        manifest = _manifest(head, k, staged, stats, parts)
+        write_json(staging / MANIFEST, manifest)
+        os.rename(staging, versions / version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
 
 
 def publish_table(
@@ -170,46 +207,24 @@ def publish_table(
     # Run ids are deterministic (a rerun of the same inputs has the same id), so each publish
     # gets its own version directory: the current one stays readable until the swap.
     version = f"{run_id}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    staging, final = versions / f"{version}.staging", versions / version
     pointer = table_dir / f"dt={date}"
-    if pointer.exists() and not pointer.is_symlink():
-        raise PipelineError(f"{pointer} is a real directory, not a publish pointer; move it away and rerun")
+    _check_pointer(pointer)
     versions.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
-
+    head = {
+        **extra,
+        "table": config.table,
+        "date": date,
+        "run_id": run_id,
+        "version": version,
+        "path": str(pointer),
+    }
     try:
-        staged, stats, parts = _stage(df, staging, version, k, expected_rows_per_user, files)
-        manifest = {
-            **extra,
-            "table": config.table,
-            "date": date,
-            "run_id": run_id,
-            "version": version,
-            "path": str(pointer),
-            "rows": stats["rows"],
-            "users": stats["users"],
-            **({"by_source": stats["by_source"]} if "by_source" in stats else {}),
-            "k": k,
-            "columns": staged.columns,
-            "schema": [
-                {"name": f.name, "type": f.dataType.simpleString(), "nullable": f.nullable}
-                for f in staged.schema.fields
-            ],
-            "files": parts,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
-        _write_json(staging / MANIFEST, manifest)
-        os.rename(staging, final)
+        manifest = _write_version(df, versions, head, k, expected_rows_per_user, files)
     except PipelineError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
         raise PipelineError(
             f"publishing {config.table} dt={date} (run {run_id}) refused: {exc}; "
             "the published version is unchanged"
         ) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
     _swap_link(pointer, os.path.join(".versions", f"dt={date}", version))
     _update_latest(table_dir)
     _prune(versions, version, config.keep_versions)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from recbatch.config import InputConfig
 from recbatch.errors import DataError
+from recbatch.io.lines import BLOCK, LINE, LINE_NO, RAW, REASON, csv_fields, json_fields
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -168,8 +169,6 @@ def _check_parquet(files: list[str]) -> None:
 def _lines(spark: SparkSession, cfg: InputConfig) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from recbatch.io.lines import BLOCK, LINE, LINE_NO
-
     return spark.read.text(cfg.path).select(
         F.col("value").alias(LINE),
         F.col("_metadata.file_path").alias(SOURCE_FILE),
@@ -183,18 +182,16 @@ def _read(
 ) -> tuple[DataFrame, list[str], str | None]:
     from pyspark.sql import functions as F
 
-    from recbatch.io import lines as L
-
     files = list_files(spark, cfg)
     header = None
     if cfg.format in ("csv", "tsv"):
         names, header = _csv_header(spark, cfg, files)
         _check_columns(cfg, names)
-        df = L.csv_fields(_lines(spark, cfg), names, cfg.effective_delimiter(), header, max_line_bytes)
+        df = csv_fields(_lines(spark, cfg), names, cfg.effective_delimiter(), header, max_line_bytes)
     elif cfg.format == "jsonl":
         names = _json_names(spark, cfg)
         _check_columns(cfg, names)
-        df = L.json_fields(_lines(spark, cfg), names, list(mapped_columns(cfg).values()), max_line_bytes)
+        df = json_fields(_lines(spark, cfg), names, list(mapped_columns(cfg).values()), max_line_bytes)
     else:
         _check_parquet(files)
         raw = spark.read.parquet(cfg.path)
@@ -203,12 +200,12 @@ def _read(
         df = raw.select(
             *[F.col(n).cast("string").alias(n) for n in names],
             F.col("_metadata.file_path").alias(SOURCE_FILE),
-            F.lit(0).cast("long").alias(L.BLOCK),
-            F.monotonically_increasing_id().alias(L.LINE_NO),
-            F.to_json(F.struct(*[F.col(n) for n in names])).alias(L.RAW),
-            F.lit(None).cast("string").alias(L.REASON),
+            F.lit(0).cast("long").alias(BLOCK),
+            F.monotonically_increasing_id().alias(LINE_NO),
+            F.to_json(F.struct(*[F.col(n) for n in names])).alias(RAW),
+            F.lit(None).cast("string").alias(REASON),
         )
-    cols = [*names, SOURCE_FILE, L.BLOCK, L.LINE_NO, L.RAW, L.REASON]
+    cols = [*names, SOURCE_FILE, BLOCK, LINE_NO, RAW, REASON]
     return df.select(*[F.col(c) for c in cols]), files, header
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import functions as F
-
 from recbatch.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -19,6 +17,8 @@ REQUIRED_COLUMNS = ("user_id", "item_id", "score", "rank")
 
 
 def _bad_value() -> Column:
+    from pyspark.sql import functions as F
+
     return (
         F.col("user_id").isNull()
         | F.col("item_id").isNull()
@@ -31,6 +31,8 @@ def _bad_value() -> Column:
 
 def per_user_stats(df: DataFrame, expected_rows_per_user: DataFrame | None) -> DataFrame:
     """user_id, n, items, min_rank, max_rank, ranks, bad (+ expected where given)."""
+    from pyspark.sql import functions as F
+
     # A user has at most k rows, so small per-user sets beat countDistinct (which expands rows).
     stats = df.groupBy("user_id").agg(
         F.count(F.lit(1)).alias("n"),
@@ -55,6 +57,8 @@ def per_user_stats(df: DataFrame, expected_rows_per_user: DataFrame | None) -> D
 
 
 def _checks(k: int, with_expected: bool) -> dict[str, tuple[Column, str]]:
+    from pyspark.sql import functions as F
+
     n = F.col("n")
     checks = {
         "bad_values": (F.col("bad") > 0, "null ids/ranks or NaN/infinite/null scores"),
@@ -74,6 +78,8 @@ def _checks(k: int, with_expected: bool) -> dict[str, tuple[Column, str]]:
 
 
 def _example(df: DataFrame, stats: DataFrame, name: str, flag: Column) -> dict[str, Any] | None:
+    from pyspark.sql import functions as F
+
     if name == "bad_values":
         row = df.filter(_bad_value()).select(*REQUIRED_COLUMNS).first()
     elif name == "duplicate_items":
@@ -97,6 +103,8 @@ def validate_recommendations(df: DataFrame, k: int, expected_rows_per_user: Data
     `expected_rows_per_user` (user_id, expected) is given, exactly min(k, expected) rows per
     user, so only users whose unseen catalogue is exhausted get fewer than k.
     """
+    from pyspark.sql import functions as F
+
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise PipelineError(f"recommendation table lacks columns {missing} (it has {df.columns})")

@@ -1,5 +1,6 @@
 """The prepare stage: raw log -> validated, deduplicated, aggregated, indexed and split Parquet.
 
-Modules hold pure DataFrame -> DataFrame transforms (parse, clean, aggregate, vocab,
-split) and the report arithmetic; `stage.run_prepare` is the one function doing I/O.
+Modules hold pure DataFrame -> DataFrame transforms (parse, quarantine, aggregate, filters,
+vocab, split) and the report's statistics and arithmetic (report); `stage.run_prepare`
+runs them as named steps and decides every read and write.
 """

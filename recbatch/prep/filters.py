@@ -15,6 +15,8 @@ from recbatch.prep.aggregate import PAIR_COLUMNS
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from recbatch.config import PrepareConfig
+
 KCORE_USER = "min_user_interactions"
 KCORE_ITEM = "min_item_interactions"
 
@@ -120,3 +122,20 @@ def pair_columns(df: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     return df.select(*[F.col(c) for c in PAIR_COLUMNS])
+
+
+def filter_pairs(pairs: DataFrame, prep: PrepareConfig, out: Filtered) -> DataFrame:
+    """Apply the filters `prep` turns on, counting in `out` the events each one removes.
+
+    Order: low ratings (explicit feedback only), outlier users, outlier items, then the k-core.
+    """
+    current = pairs
+    if prep.feedback == "explicit" and prep.min_rating is not None:
+        current = drop_low_ratings(current, prep.min_rating, out)
+    for key, q, cap in (
+        ("user_id", prep.outlier_user_quantile, prep.outlier_user_max),
+        ("item_id", prep.outlier_item_quantile, prep.outlier_item_max),
+    ):
+        if q is not None or cap is not None:
+            current = drop_outliers(current, key, q, cap, out)
+    return kcore(current, prep.min_user_interactions, prep.min_item_interactions, prep.kcore_max_rounds, out)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from recbatch.config import InputConfig, PrepareConfig
+from recbatch.io.lines import REASON
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-REASON = "reason"
 PARSED = "_parsed"
 COPIES = "copies"  # raw rows behind a deduplicated row
 # Beyond ~year 300,000 a "timestamp" is a unit mix-up, and a cast to long could overflow.

@@ -1,21 +1,17 @@
-"""The staging table (every line once: raw text if rejected, typed values if valid), the
-quarantine derived from it, per-file counts, and finding an earlier run's vocabularies.
+"""The staging table (every line once: raw text if rejected, typed values if valid) and the
+quarantine derived from it: rejected rows with their reason, raw text, source file and stage.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from recbatch.errors import ConfigError
 from recbatch.io.lines import BLOCK, HEADER, LINE_NO, NEWLINE_IN_QUOTES, RAW, REASON
 from recbatch.io.readers import SOURCE_FILE
 from recbatch.prep.parse import PARSED
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-
-    from recbatch.layout import RunLayout
 
 STAGE = "stage"
 REPEATED_HEADER = "repeated_header"
@@ -106,62 +102,3 @@ def quarantine_rows(staging: DataFrame, raw_columns: list[str]) -> DataFrame:
             stage.alias(STAGE),
         )
     )
-
-
-def file_counts(staging: DataFrame, files: list[str]) -> dict[str, dict[str, Any]]:
-    """Per input file: lines, rows_read (lines less its header), quarantined and header_only."""
-    from pyspark.sql import functions as F
-
-    stats: dict[str, dict[str, int]] = {f: {} for f in files}
-    for r in staging.groupBy(SOURCE_FILE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
-        stats.setdefault(r[SOURCE_FILE], {})[r[REASON] or ""] = int(r["n"])
-    out = {}
-    for file, reasons in sorted(stats.items()):
-        lines = sum(reasons.values())
-        headers = reasons.get(HEADER, 0)
-        read = lines - min(headers, 1)
-        out[file] = {
-            "lines": lines,
-            "rows_read": read,
-            "quarantined": read - reasons.get("", 0),
-            "header_only": headers >= 1 and read == 0,
-        }
-    return out
-
-
-def degree_quantiles(interactions: DataFrame, key: str) -> dict[str, float]:
-    """Interactions per user (or item): min, p50, p90, p99, max."""
-    from pyspark.sql import functions as F
-
-    degrees = interactions.groupBy(key).agg(F.count(F.lit(1)).alias("n"))
-    row = degrees.agg(
-        F.min("n").alias("min"),
-        F.percentile_approx("n", [0.5, 0.9, 0.99], 10_000).alias("q"),
-        F.max("n").alias("max"),
-    ).first()
-    if row["q"] is None:
-        return {}
-    p50, p90, p99 = row["q"]
-    return {"min": row["min"], "p50": p50, "p90": p90, "p99": p99, "max": row["max"]}
-
-
-def previous_prepared(setting: str, layout: RunLayout) -> Path | None:
-    """The prepared/ folder whose vocabularies this run extends (None: build fresh ones)."""
-    if not setting:
-        return None
-    if setting == "auto":
-        runs = sorted(
-            p
-            for p in (layout.workdir / "runs").glob("dt=*")
-            if p.name[3:] < layout.date
-            and (p / "prepared" / "vocab" / "users").is_dir()
-            and (p / "prepared" / "vocab" / "items").is_dir()
-        )
-        return runs[-1] / "prepared" if runs else None
-    path = Path(setting)
-    if not ((path / "vocab" / "users").is_dir() and (path / "vocab" / "items").is_dir()):
-        raise ConfigError(
-            f"prepare.previous_vocab = {setting!r} holds no vocab/users and vocab/items "
-            '(point it at an earlier run\'s prepared/ folder, or use "auto")'
-        )
-    return path

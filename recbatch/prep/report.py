@@ -1,13 +1,84 @@
-"""The prepare report: row accounting that must add up, and writing report.json."""
+"""The prepare report: per-file and per-degree statistics, row accounting that must add up,
+report.json and the plain-text table logged at the end of the stage.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from recbatch.core.files import write_json
 from recbatch.errors import DataError, PipelineError
+from recbatch.io.lines import HEADER, REASON
+from recbatch.io.readers import SOURCE_FILE
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from recbatch.layout import RunLayout
+
+
+def file_counts(staging: DataFrame, files: list[str]) -> dict[str, dict[str, Any]]:
+    """Per input file: lines, rows_read (lines less its header), quarantined and header_only."""
+    from pyspark.sql import functions as F
+
+    stats: dict[str, dict[str, int]] = {f: {} for f in files}
+    for r in staging.groupBy(SOURCE_FILE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
+        stats.setdefault(r[SOURCE_FILE], {})[r[REASON] or ""] = int(r["n"])
+    out = {}
+    for file, reasons in sorted(stats.items()):
+        lines = sum(reasons.values())
+        headers = reasons.get(HEADER, 0)
+        read = lines - min(headers, 1)
+        out[file] = {
+            "lines": lines,
+            "rows_read": read,
+            "quarantined": read - reasons.get("", 0),
+            "header_only": headers >= 1 and read == 0,
+        }
+    return out
+
+
+def degree_quantiles(interactions: DataFrame, key: str) -> dict[str, float]:
+    """Interactions per user (or item): min, p50, p90, p99, max."""
+    from pyspark.sql import functions as F
+
+    degrees = interactions.groupBy(key).agg(F.count(F.lit(1)).alias("n"))
+    row = degrees.agg(
+        F.min("n").alias("min"),
+        F.percentile_approx("n", [0.5, 0.9, 0.99], 10_000).alias("q"),
+        F.max("n").alias("max"),
+    ).first()
+    if row["q"] is None:
+        return {}
+    p50, p90, p99 = row["q"]
+    return {"min": row["min"], "p50": p50, "p90": p90, "p99": p99, "max": row["max"]}
+
+
+def written_counts(spark: SparkSession, layout: RunLayout) -> dict[str, Any]:
+    """Counts of the prepared Parquet as written: clean rows, pairs, split sizes, degree quantiles.
+
+    Read back from the files rather than carried from the steps, so the accounting check
+    compares independent counts.
+    """
+    from pyspark.sql import functions as F
+
+    inter = spark.read.parquet(str(layout.interactions))
+    written = inter.agg(F.count(F.lit(1)).alias("n"), F.sum("count").alias("rows")).first()
+    test = (
+        spark.read.parquet(str(layout.test))
+        .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("user_idx").alias("users"))
+        .first()
+    )
+    return {
+        "rows_clean": int(written["rows"] or 0),
+        "interactions": int(written["n"]),
+        "train_rows": spark.read.parquet(str(layout.train)).count(),
+        "test_rows": int(test["n"]),
+        "test_users": int(test["users"]),
+        "per_user": degree_quantiles(inter, "user_idx"),
+        "per_item": degree_quantiles(inter, "item_idx"),
+    }
 
 
 def check_accounting(report: dict[str, Any]) -> None:
@@ -64,11 +135,7 @@ def density(users: int, items: int, interactions: int) -> float:
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
     """Write report.json atomically (a reader never sees half a file)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    write_json(Path(path), report)
 
 
 def format_table(report: dict[str, Any]) -> str:

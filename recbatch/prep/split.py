@@ -1,11 +1,18 @@
-"""Leave-last-N-out split: each user's latest items (by last_ts, ties by item_idx) are held out."""
+"""Train/test splits that add a boolean `is_test`: leave-last-N-out (each user's latest items,
+by last_ts, ties by item_idx), a time cutoff, or a seeded random draw; `mark_split` applies
+the one `prepare.split` names.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from recbatch.prep.parse import day_end
+
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from recbatch.config import PrepareConfig
 
 INTERACTION_COLUMNS = ("user_idx", "item_idx", "count", "weight", "rating", "last_ts")
 
@@ -75,3 +82,12 @@ def mark_test_random(interactions: DataFrame, fraction: float, seed: int) -> Dat
         *[F.col(c) for c in INTERACTION_COLUMNS],
         (picked & ~(no_train & (F.row_number().over(first) == 1))).alias("is_test"),
     )
+
+
+def mark_split(interactions: DataFrame, prep: PrepareConfig, run_date: str) -> DataFrame:
+    """Add `is_test` with the split `prep.split` names (time_cutoff counts back from `run_date`'s end)."""
+    if prep.split == "time_cutoff":
+        return mark_test_time(interactions, day_end(run_date) - prep.split_days * 86_400)
+    if prep.split == "random":
+        return mark_test_random(interactions, prep.test_fraction, prep.split_seed)
+    return mark_test(interactions, prep.test_per_user)

@@ -5,16 +5,22 @@ partitions, so partition p holds a contiguous block of ranks: the rank is the ro
 position inside its partition plus the sizes of the partitions before it. Only one
 number per partition reaches the driver; no data-sized table is collected and no
 single-partition window is used.
+
+A run can instead extend an earlier run's vocabularies (`previous_prepared` finds them),
+so an id keeps its index across dates.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recbatch.errors import PipelineError
+from recbatch.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from recbatch.layout import RunLayout
 
 MAX_INDEX = 2**31 - 1  # indices are int32
 
@@ -92,3 +98,31 @@ def extend_vocab(previous: DataFrame, pairs: DataFrame, id_col: str, idx_col: st
         F.col(id_col), (F.col(idx_col) + F.lit(n)).cast("int").alias(idx_col)
     )
     return prev.unionByName(appended)
+
+
+def _has_vocab(prepared: Path) -> bool:
+    return (prepared / "vocab" / "users").is_dir() and (prepared / "vocab" / "items").is_dir()
+
+
+def previous_prepared(setting: str, layout: RunLayout) -> Path | None:
+    """The prepared/ folder whose vocabularies this run extends (None: build fresh ones).
+
+    `setting` is prepare.previous_vocab: "" (none), "auto" (the latest earlier dt= run of the
+    work directory that has both vocabularies) or a prepared/ folder, which must hold them.
+    """
+    if not setting:
+        return None
+    if setting == "auto":
+        runs = sorted(
+            p
+            for p in (layout.workdir / "runs").glob("dt=*")
+            if p.name[3:] < layout.date and _has_vocab(p / "prepared")
+        )
+        return runs[-1] / "prepared" if runs else None
+    path = Path(setting)
+    if not _has_vocab(path):
+        raise ConfigError(
+            f"prepare.previous_vocab = {setting!r} holds no vocab/users and vocab/items "
+            '(point it at an earlier run\'s prepared/ folder, or use "auto")'
+        )
+    return path

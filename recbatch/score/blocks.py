@@ -16,8 +16,9 @@ from recbatch.artifacts import ACTIVATIONS
 from recbatch.core.network import NetworkWeights
 from recbatch.core.topk import TopKScorer
 
+# The scored rows every worker yields (catalogue and candidate scoring alike), before ids are attached.
 OUTPUT_SCHEMA = "user_idx int, item_idx int, score float, rank int"
-_ARROW_SCHEMA = pa.schema(
+OUTPUT_ARROW_SCHEMA = pa.schema(
     [("user_idx", pa.int32()), ("item_idx", pa.int32()), ("score", pa.float32()), ("rank", pa.int32())]
 )
 
@@ -162,7 +163,7 @@ def score_block(block: Block, scorer: TopKScorer, activation: str) -> pa.RecordB
             from_numpy(activate(dots[rows, cols], activation), pa.float32()),
             from_numpy(cols + 1, pa.int32()),
         ],
-        schema=_ARROW_SCHEMA,
+        schema=OUTPUT_ARROW_SCHEMA,
     )
 
 

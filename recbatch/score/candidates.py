@@ -21,16 +21,12 @@ import pyarrow.compute as pc
 
 from recbatch.core.network import NetworkWeights
 from recbatch.errors import DataError
+from recbatch.score.blocks import OUTPUT_ARROW_SCHEMA, OUTPUT_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-SCORED_SCHEMA = "user_idx int, item_idx int, score float, rank int"
-_ARROW_SCHEMA = pa.schema(
-    [("user_idx", pa.int32()), ("item_idx", pa.int32()), ("score", pa.float32()), ("rank", pa.int32())]
-)
 
 
 def read_candidates(
@@ -137,7 +133,7 @@ def score_candidates(
     return (
         users.select("user_idx", "factors", "cands")
         .sortWithinPartitions("user_idx")
-        .mapInArrow(score, SCORED_SCHEMA)
+        .mapInArrow(score, OUTPUT_SCHEMA)
     )
 
 
@@ -182,7 +178,7 @@ def score_candidate_batch(
             from_numpy(activate(logits[keep], activation), pa.float32()),
             from_numpy(rank[keep], pa.int32()),
         ],
-        schema=_ARROW_SCHEMA,
+        schema=OUTPUT_ARROW_SCHEMA,
     )
 
 
