@@ -9,6 +9,27 @@ import numpy as np
 from recbatch.config import Config
 from recbatch.layout import RunLayout
 
+# The prepared data's column contracts, as the tests expect to read them back.
+INTERACTION_SCHEMA = [
+    ("user_idx", "int"),
+    ("item_idx", "int"),
+    ("count", "bigint"),
+    ("weight", "double"),
+    ("rating", "double"),
+    ("last_ts", "bigint"),
+]
+QUARANTINE_COLUMNS = [
+    "user_id",
+    "item_id",
+    "event",
+    "rating",
+    "timestamp",
+    "reason",
+    "source_file",
+    "raw",
+    "stage",
+]
+
 
 def write_split(path: Path, users: np.ndarray, items: np.ndarray) -> None:
     """A prepared split directory with the contract's columns, split over two part files."""

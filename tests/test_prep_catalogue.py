@@ -11,6 +11,7 @@ from recbatch.errors import DataError
 from recbatch.io.readers import read_raw
 from recbatch.layout import RunLayout
 from recbatch.prep.stage import run_prepare
+from tests.builders import QUARANTINE_COLUMNS
 
 pytestmark = pytest.mark.spark
 
@@ -135,17 +136,7 @@ def test_files_are_counted_one_by_one(csv_corpus):
 def test_quarantine_rows_carry_raw_line_source_reason_and_stage(spark, csv_corpus):
     layout, _ = csv_corpus
     q = spark.read.parquet(str(layout.quarantine))
-    assert q.columns == [
-        "user_id",
-        "item_id",
-        "event",
-        "rating",
-        "timestamp",
-        "reason",
-        "source_file",
-        "raw",
-        "stage",
-    ]
+    assert q.columns == QUARANTINE_COLUMNS
     rows = {r["reason"]: r for r in q.collect()}
     assert rows["too_many_fields"]["raw"] == f"u5,i1,view,4,{T},extra"
     assert rows["too_many_fields"]["stage"] == "read" and rows["bad_rating"]["stage"] == "validate"

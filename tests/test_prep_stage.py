@@ -13,16 +13,9 @@ from recbatch.prep.report import check_accounting, write_report
 from recbatch.prep.stage import run_prepare
 from recbatch.prep.vocab import previous_prepared
 from recbatch.synth import generate
+from tests.builders import INTERACTION_SCHEMA, QUARANTINE_COLUMNS
 
 INTERACTION_COLUMNS = ("user_idx", "item_idx", "count", "weight", "rating", "last_ts")
-INTERACTION_SCHEMA = [
-    ("user_idx", "int"),
-    ("item_idx", "int"),
-    ("count", "bigint"),
-    ("weight", "double"),
-    ("rating", "double"),
-    ("last_ts", "bigint"),
-]
 
 
 def _rows(spark, path, *cols):
@@ -74,20 +67,7 @@ def test_synth_artifacts_follow_the_contract(spark, synth_run):
     items = spark.read.parquet(str(layout.item_vocab))
     assert users.dtypes == [("user_id", "string"), ("user_idx", "int")]
     assert items.dtypes == [("item_id", "string"), ("item_idx", "int")]
-    assert spark.read.parquet(str(layout.quarantine)).dtypes == [
-        (c, "string")
-        for c in (
-            "user_id",
-            "item_id",
-            "event",
-            "rating",
-            "timestamp",
-            "reason",
-            "source_file",
-            "raw",
-            "stage",
-        )
-    ]
+    assert spark.read.parquet(str(layout.quarantine)).dtypes == [(c, "string") for c in QUARANTINE_COLUMNS]
     for vocab, cols in ((users, ("user_id", "user_idx")), (items, ("item_id", "item_idx"))):
         pairs = sorted(tuple(r) for r in vocab.select(*cols).collect())
         assert [idx for _, idx in pairs] == list(range(len(pairs)))  # dense, and in id order

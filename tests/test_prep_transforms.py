@@ -12,6 +12,7 @@ from recbatch.io.readers import SOURCE_FILE
 from recbatch.prep import aggregate, split
 from recbatch.prep.parse import REASON, parse_valid, with_reason
 from recbatch.prep.vocab import build_vocab, index_pairs
+from tests.builders import INTERACTION_SCHEMA
 
 pytestmark = pytest.mark.spark
 
@@ -254,14 +255,7 @@ def test_index_pairs_uses_the_vocabularies(spark):
     pairs = spark.createDataFrame([("b", "y", 2, 3.0, None, 9, 2), ("a", "y", 1, 1.0, 4.0, 8, 1)], PAIRS)
     users, items = build_vocab(pairs, "user_id", "user_idx"), build_vocab(pairs, "item_id", "item_idx")
     got = index_pairs(pairs, users, items)
-    assert got.dtypes == [
-        ("user_idx", "int"),
-        ("item_idx", "int"),
-        ("count", "bigint"),
-        ("weight", "double"),
-        ("rating", "double"),
-        ("last_ts", "bigint"),
-    ]
+    assert got.dtypes == INTERACTION_SCHEMA
     assert sorted(tuple(r) for r in got.collect()) == [(0, 0, 1, 1.0, 4.0, 8), (1, 0, 2, 3.0, None, 9)]
 
 

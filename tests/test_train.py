@@ -107,7 +107,6 @@ def test_run_train_writes_consistent_artifacts(tmp_path: Path, caplog: pytest.Lo
     import keras
     import pyarrow.parquet as pq
 
-    from recbatch.artifacts import read_factors
     from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
@@ -130,13 +129,9 @@ def test_run_train_writes_consistent_artifacts(tmp_path: Path, caplog: pytest.Lo
     assert sum("epoch" in r.getMessage() and "loss" in r.getMessage() for r in caplog.records) == 3
 
     assert pq.read_metadata(layout.user_factors).num_rows == 60
-    users = read_factors(layout.user_factors, "user_idx")
-    items = read_factors(layout.item_factors, "item_idx")
+    users, items, model, x = _artifacts_and_all_pairs(layout)
     assert users.shape == (60, 6) and items.shape == (40, 6)
     # The contract: act(user_factors · item_factors) is what the saved model predicts.
-    model = keras.saving.load_model(layout.model_file)
-    uu, ii = np.meshgrid(np.arange(60), np.arange(40), indexing="ij")
-    x = {"user_idx": uu.ravel().astype(np.int32), "item_idx": ii.ravel().astype(np.int32)}
     predicted = keras.ops.convert_to_numpy(model(x, training=False)).reshape(60, 40)
     np.testing.assert_allclose(1 / (1 + np.exp(-(users.astype(np.float64) @ items.T))), predicted, atol=1e-5)
 
@@ -230,19 +225,15 @@ def test_early_stopping_and_refit(tmp_path: Path) -> None:
 def test_network_model_artifacts_score_like_the_model(tmp_path: Path) -> None:
     import keras
 
-    from recbatch.artifacts import load_network, read_factors
+    from recbatch.artifacts import load_network
     from recbatch.core.network import network_logits
     from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     manifest = run_train(tiny_config(tmp_path, "neumf", epochs=2, mlp_layers=[8]), layout)
     assert manifest["scoring"] == "network" and manifest["network_weights"] == "network.npz"
-    users = read_factors(layout.user_factors, "user_idx")
-    items = read_factors(layout.item_factors, "item_idx")
+    users, items, model, x = _artifacts_and_all_pairs(layout)
     assert users.shape == (60, 8) and items.shape == (40, 8)
-    model = keras.saving.load_model(layout.model_file)
-    uu, ii = np.meshgrid(np.arange(60), np.arange(40), indexing="ij")
-    x = {"user_idx": uu.ravel().astype(np.int32), "item_idx": ii.ravel().astype(np.int32)}
     expected = keras.ops.convert_to_numpy(model.logit(x)).reshape(60, 40)
     got = network_logits(load_network(layout.model_dir / "network.npz"), users, items)
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -275,3 +266,21 @@ def test_neumf_pretraining_path_trains_gmf_and_mlp_first(
     trained = {r.getMessage().split(":")[0] for r in caplog.records if "epoch" in r.getMessage()}
     assert trained == {"train gmf", "train mlp", "train neumf"}
     assert result.model.name == "neumf" and len(result.history["val_ndcg"]) == 2
+
+
+def _artifacts_and_all_pairs(layout):
+    """The trained factor matrices, the saved Keras model, and every (user, item) pair as its input."""
+    import keras
+
+    from recbatch.artifacts import read_factors
+
+    users = read_factors(layout.user_factors, "user_idx")
+    items = read_factors(layout.item_factors, "item_idx")
+    model = keras.saving.load_model(layout.model_file)
+    uu, ii = np.meshgrid(np.arange(len(users)), np.arange(len(items)), indexing="ij")
+    return (
+        users,
+        items,
+        model,
+        {"user_idx": uu.ravel().astype(np.int32), "item_idx": ii.ravel().astype(np.int32)},
+    )

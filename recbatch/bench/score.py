@@ -79,15 +79,15 @@ def rerun_identity(first: Path, second: Path) -> dict[str, Any]:
     Part files are paired by their task number: Spark's names differ per write job only in a
     random job id, so the bytes are compared, not the names.
     """
-    import hashlib
-
     import pyarrow.parquet as pq
+
+    from recbatch.core.files import sha256_file
 
     tables = [
         pq.read_table(f).sort_by([("user_idx", "ascending"), ("rank", "ascending")]) for f in (first, second)
     ]
     parts = [_part_files(f) for f in (first, second)]
-    digests = [[hashlib.sha256(p.read_bytes()).hexdigest() for p in files] for files in parts]
+    digests = [[sha256_file(p) for p in files] for files in parts]
     return {
         "rows": tables[0].num_rows,
         "rows_identical": tables[0].equals(tables[1]),

@@ -8,10 +8,10 @@ rebuilt from metrics.json alone.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from recbatch.core.files import write_text_atomic
 from recbatch.core.metrics import BEYOND_ACCURACY, METRIC_NAMES
 from recbatch.evaluate.plots import write_plots
 
@@ -143,7 +143,5 @@ def write_report(metrics: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(metrics, out_dir)
     path = out_dir / "report.md"
-    tmp = path.with_name(".report.md.tmp")
-    tmp.write_text(render_markdown(metrics, plots), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, render_markdown(metrics, plots))
     return path

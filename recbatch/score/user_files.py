@@ -33,7 +33,8 @@ class UserFiles:
     """Where the workers read users from, and which users to score.
 
     `factors`: the user-factor Parquet file (user_idx int, factors list<float>) in ascending
-    user_idx order, as `recbatch train` writes it. `seen`: a Parquet file or dataset folder
+    user_idx order, the contract `recbatch.artifacts.write_factors` writes (and `read_factors`
+    here checks, batch by batch). `seen`: a Parquet file or dataset folder
     with user_idx, item_idx columns (None: nothing is excluded). Users 0..n_users-1 are
     scored, restricted to `only` and minus `skip` (ascending user_idx arrays) when given.
     """
@@ -110,7 +111,10 @@ def read_factors(path: str, lo: int, hi: int, dim: int) -> Iterator[tuple[np.nda
 
 
 def read_seen(path: str, lo: int, hi: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seen pairs of users lo <= user_idx < hi as (user_idx, item_idx) int32 arrays sorted by user."""
+    """Seen pairs of users lo <= user_idx < hi as (user_idx, item_idx) int32 arrays sorted by user.
+
+    No order of the interaction files is assumed: rows are filtered by range and sorted here.
+    """
     users, items = [], []
     for file in parquet_files(path):
         for batch in _range_batches(file, ["user_idx", "item_idx"], lo, hi):
