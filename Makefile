@@ -44,8 +44,8 @@ demo: install ## Run the whole pipeline on embedded synthetic data
 test: install ## Run the full test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install ## Unit tests only: no Spark, no end-to-end runs (well under a minute)
-	$(BIN)/python -m pytest -m "not spark and not e2e" $(PYTEST_ARGS)
+test-fast: install ## Unit tests only: no Spark, no end-to-end runs, one worker per core (under a minute)
+	$(BIN)/python -m pytest -m "not spark and not e2e" -n auto $(PYTEST_ARGS)
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check recbatch jobs tests

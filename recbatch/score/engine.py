@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
-OUTPUT_COLUMNS = ("user_id", "item_id", "score", "rank", "source", "model", "run_id")
-
 # Worker side: decoded blocks of one partition in, scored Arrow batches out.
 BlockScorer = Callable[[Iterable[Block]], Iterator["pa.RecordBatch"]]
 
