@@ -13,11 +13,12 @@ keeping them in one module keeps one error mapping and one `--help` tree.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -127,6 +128,19 @@ def _spark(cfg: Config):
     return build_session(cfg.spark)
 
 
+@contextlib.contextmanager
+def _locked(layout: Any, what: str) -> Iterator[None]:
+    """Hold the work directory's lock while a stage writes into it (exit 5 when another run has it).
+
+    Every command that writes under the workdir takes it, not only `run`: a `train` during
+    a cron `score` could otherwise mix two models' factors, and two `score`s both publish.
+    """
+    from recbatch.ops.lock import workdir_lock
+
+    with workdir_lock(layout.lock_file, f"{what} --date {layout.date}"):
+        yield
+
+
 def _layout(cfg: Config, date: str | None):
     from recbatch.ops.run_id import parse_date
     from recbatch.pipeline import layout_for
@@ -174,7 +188,8 @@ def prepare(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    report = pipeline.prepare(_spark(cfg), cfg, layout)
+    with _locked(layout, "prepare"):
+        report = pipeline.prepare(_spark(cfg), cfg, layout)
     typer.echo(render_report(report, layout))
 
 
@@ -188,7 +203,8 @@ def train(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    manifest = pipeline.train(cfg, layout)
+    with _locked(layout, "train"):
+        manifest = pipeline.train(cfg, layout)
     typer.echo(
         f"trained {manifest['model']} in {manifest.get('train_seconds', 0):.1f}s -> {layout.model_dir}"
     )
@@ -216,8 +232,9 @@ def evaluate(
     overrides = list(set_ or []) + [f"evaluate.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
     cfg = _load(config, overrides)
     layout = _layout(cfg, date)
-    spark = _spark(cfg) if "als" in cfg.evaluate.baselines else None
-    metrics = pipeline.evaluate(cfg, layout, spark)
+    with _locked(layout, "evaluate"):
+        spark = _spark(cfg) if "als" in cfg.evaluate.baselines else None
+        metrics = pipeline.evaluate(cfg, layout, spark)
     typer.echo(format_metrics_table(metrics))
     if cfg.evaluate.protocol == "sampled":
         typer.echo("warning: sampled metrics can reorder models (Krichene & Rendle, KDD 2020); see report.md")
@@ -234,7 +251,8 @@ def tune(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    result = run_tune(cfg, layout)
+    with _locked(layout, "tune"):
+        result = run_tune(cfg, layout)
     typer.echo(format_best(result))
     typer.echo(f"trials -> {layout.eval_dir / 'tune.json'}")
 
@@ -260,7 +278,8 @@ def score(
 
         typer.echo(plan_from_artifacts(cfg, layout).describe())
         return
-    manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout)
+    with _locked(layout, "score"):
+        manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout)
     typer.echo(f"published {manifest['rows']:,} rows for {manifest['users']:,} users -> {manifest['path']}")
     from recbatch.summary import source_lines
 
@@ -292,7 +311,9 @@ def export(
     if unknown:
         raise ConfigError(f"--format {', '.join(unknown)}: unknown; choose from csv, jsonl, sqlite")
     layout = _layout(cfg, date)
-    for fmt, path in pipeline.export(_spark(cfg), cfg, layout, formats).items():
+    with _locked(layout, "export"):
+        exported = pipeline.export(_spark(cfg), cfg, layout, formats)
+    for fmt, path in exported.items():
         typer.echo(f"exported {fmt} -> {path}")
 
 
@@ -303,12 +324,11 @@ def run(
 ) -> None:
     """Run every stage for one date: prepare, train, evaluate, score and publish (idempotent, locked)."""
     from recbatch import pipeline
-    from recbatch.ops.lock import workdir_lock
     from recbatch.summary import render_run
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    with workdir_lock(layout.lock_file, f"run --date {layout.date}"):
+    with _locked(layout, "run"):
         spark = _spark(cfg)
         result = pipeline.run_all(spark, cfg, layout.date)
         typer.echo(render_run(spark, result))

@@ -53,6 +53,14 @@ class PathsConfig(Section):
 
     workdir: str = Field("out/recbatch", description="Root for runs/, published/ and locks/.")
 
+    @field_validator("workdir")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # An empty workdir would put runs/, published/ and locks/ in whatever folder cron starts in.
+        if not value.strip():
+            raise ValueError("must name a folder or storage URI, e.g. out/recbatch")
+        return value
+
 
 class InputConfig(Section):
     """The raw interaction log and how its columns map onto recbatch's names."""

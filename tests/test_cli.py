@@ -56,3 +56,37 @@ def test_exit_codes_are_listed():
     result = runner.invoke(app, ["exit-codes"])
     assert result.exit_code == 0
     assert "2  usage or configuration error" in result.output
+
+
+def test_every_command_that_writes_the_workdir_takes_its_lock(tmp_path):
+    """While another run holds the lock, each stage command exits 5 before starting any work."""
+    lock = tmp_path / "work" / "locks" / "run.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from recbatch.ops.lock import workdir_lock\n"
+            f"with workdir_lock(Path({str(lock)!r}), 'cron run'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        workdir = f'paths.workdir="{tmp_path / "work"}"'
+        for command in (["prepare"], ["train"], ["evaluate"], ["tune"], ["score"], ["export", "-f", "csv"]):
+            result = runner.invoke(app, [*command, "--set", workdir, "--date", "2026-01-02"])
+            assert result.exit_code == 5, (command, result.output)
+            assert "cron run" in result.output and "Traceback" not in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_blank_workdir_and_loose_dates_are_refused():
+    blank = runner.invoke(app, ["train", "--set", 'paths.workdir=" "'])
+    assert blank.exit_code == 2 and "paths.workdir" in blank.output
+    for date in ("20260102", "2026-W01-1", "2026-1-2"):
+        result = runner.invoke(app, ["train", "--date", date])
+        assert result.exit_code == 2 and "YYYY-MM-DD" in result.output, date

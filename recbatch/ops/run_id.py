@@ -22,13 +22,20 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def parse_date(value: str | None) -> str:
-    """Validate a `--date` value (YYYY-MM-DD); default: today in UTC."""
+    """Validate a `--date` value (YYYY-MM-DD exactly); default: today in UTC.
+
+    Python's fromisoformat also takes 20260131 and week dates (2026-W05-6); a run id and
+    a dt= folder must have one spelling per day, so only the documented form is accepted.
+    """
     if value is None:
         return dt.datetime.now(dt.UTC).date().isoformat()
     try:
+        if not _DATE.fullmatch(value):
+            raise ValueError(value)
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
         raise ConfigError(f"--date {value!r} is not a date: use YYYY-MM-DD, e.g. --date 2026-01-31") from None
