@@ -184,11 +184,13 @@ def prepare(
 ) -> None:
     """Clean, deduplicate, aggregate, index and split the raw log into Parquet."""
     from recbatch import pipeline
+    from recbatch.io.readers import check_input_path
     from recbatch.summary import render_report
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
     with _locked(layout, "prepare"):
+        check_input_path(cfg.input)  # before a JVM starts for it
         report = pipeline.prepare(_spark(cfg), cfg, layout)
     typer.echo(render_report(report, layout))
 
@@ -324,11 +326,13 @@ def run(
 ) -> None:
     """Run every stage for one date: prepare, train, evaluate, score and publish (idempotent, locked)."""
     from recbatch import pipeline
+    from recbatch.io.readers import check_input_path
     from recbatch.summary import render_run
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
     with _locked(layout, "run"):
+        check_input_path(cfg.input)  # before a JVM starts for it
         spark = _spark(cfg)
         result = pipeline.run_all(spark, cfg, layout.date)
         typer.echo(render_run(spark, result))

@@ -90,3 +90,16 @@ def test_blank_workdir_and_loose_dates_are_refused():
     for date in ("20260102", "2026-W01-1", "2026-1-2"):
         result = runner.invoke(app, ["train", "--date", date])
         assert result.exit_code == 2 and "YYYY-MM-DD" in result.output, date
+
+
+def test_missing_or_empty_input_fails_before_spark_starts(tmp_path):
+    """A typo in input.path costs a second: the check runs before any JVM (the conftest guard
+    fails this unmarked test if a SparkContext starts)."""
+    empty = tmp_path / "events"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "_SUCCESS").write_text("")
+    workdir = f'paths.workdir="{tmp_path / "work"}"'
+    result = runner.invoke(app, ["prepare", "--set", f'input.path="{empty}"', "--set", workdir])
+    assert result.exit_code == 3 and "no data files under input.path" in result.output
+    missing = runner.invoke(app, ["run", "--set", f'input.path="{tmp_path / "nope.csv"}"', "--set", workdir])
+    assert missing.exit_code == 3 and "does not exist" in missing.output

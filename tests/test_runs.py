@@ -14,8 +14,9 @@ import pytest
 from recbatch.config import load_config
 from recbatch.core.files import write_json
 from recbatch.errors import ConfigError, LockHeldError
+from recbatch.io.input_files import input_files
 from recbatch.ops.lock import workdir_lock
-from recbatch.ops.run_id import input_files, input_fingerprint, make_run_id, parse_date
+from recbatch.ops.run_id import input_fingerprint, make_run_id, parse_date
 
 
 def test_parse_date_accepts_iso_and_rejects_the_rest():
@@ -71,7 +72,7 @@ def test_remote_paths_need_spark_to_be_listed():
 
 @pytest.mark.spark
 def test_hadoop_listing_resolves_the_same_files_as_spark(spark, tmp_path):
-    from recbatch.ops.run_id import _hadoop_files
+    from recbatch.io.input_files import _hadoop_files
 
     _touch(tmp_path / "d1" / "a.csv", "u,i\n", 1_000_000_000)
     _touch(tmp_path / "d2" / "b.csv", "u,i\n", 1_000_000_000)

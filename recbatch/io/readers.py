@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from recbatch.config import InputConfig
 from recbatch.errors import DataError
+from recbatch.io.input_files import input_files, is_local, local_path
 from recbatch.io.lines import BLOCK, LINE, LINE_NO, RAW, REASON, csv_fields, json_fields
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ SOURCE_FILE = "source_file"
 # duplicate count); an input column of the same name would be ambiguous.
 RESERVED_COLUMNS = (SOURCE_FILE, "reason", "copies", "raw", "stage", "line_no", "block_start")
 JSON_SAMPLE_LINES = 1000
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def mapped_columns(cfg: InputConfig) -> dict[str, str]:
@@ -41,15 +41,24 @@ def mapped_columns(cfg: InputConfig) -> dict[str, str]:
     return {key: col for key, col in keys.items() if col is not None}
 
 
-def _check_path(cfg: InputConfig) -> None:
+def check_input_path(cfg: InputConfig) -> None:
+    """DataError unless a local input.path names at least one data file (no Spark needed).
+
+    Called before the session starts, so a typo costs a second, not a JVM start-up.
+    Remote filesystems are left to Spark, whose errors `read_input` translates.
+    """
     path = cfg.path
-    if _SCHEME.match(path) and not path.startswith("file://"):
-        return  # a remote filesystem: Spark reports it, translated in _read
-    local = path.removeprefix("file://")
-    if not glob.glob(local):
+    if not is_local(path):
+        return
+    if not glob.glob(local_path(path)):
         raise DataError(
             f"input.path {path!r} does not exist (set input.path to a file, a folder of part files "
             "or a glob, e.g. --set input.path=data/demo/events.csv; `recbatch synth` writes a demo log)"
+        )
+    if not input_files(path):
+        raise DataError(
+            f"no data files under input.path {path!r} (only folders, or _/. files such as _SUCCESS): "
+            "point it at the files of the log, or check that the job that writes them has run"
         )
 
 
@@ -90,7 +99,7 @@ def _split_line(line: str, delimiter: str) -> list[str]:
 
 def _first_lines(spark: SparkSession, path: str, n: int) -> list[str]:
     """The first `n` lines of one file (Python for local files, Spark otherwise)."""
-    if not _SCHEME.match(path) or path.startswith("file:"):
+    if is_local(path):
         with open(_local(path), "rb") as handle:
             head = handle.read(SNIFF_BYTES).decode("utf-8", errors="replace")
         lines = head.splitlines()
@@ -154,7 +163,7 @@ def _check_parquet(files: list[str]) -> None:
     import pyarrow.parquet as pq
 
     for file in files:
-        if _SCHEME.match(file) and not file.startswith("file:"):
+        if not is_local(file):
             continue
         local = _local(file)
         try:
@@ -227,7 +236,7 @@ def read_input(
     """`read_raw`'s frame, every input file (empty ones too) and the header line (CSV/TSV with header)."""
     from pyspark.errors import AnalysisException
 
-    _check_path(cfg)
+    check_input_path(cfg)
     try:
         return _read(spark, cfg, max_line_bytes)
     except AnalysisException as exc:
