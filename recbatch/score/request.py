@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from recbatch.artifacts import read_factors, read_manifest, read_network
+from recbatch.artifacts import factor_shape, read_factors, read_manifest, read_network
 from recbatch.core.files import count_rows
 from recbatch.errors import DataError, PipelineError
 from recbatch.score.filters import allowed_items, listed_users, selected_users
@@ -112,7 +112,7 @@ def resolve_request(spark: SparkSession, config: Config, layout: RunLayout) -> S
     item_vocab = spark.read.parquet(str(layout.item_vocab))
     n_model_users = count_rows(layout.user_vocab)
     _check_counts("items", items.shape[0], count_rows(layout.item_vocab))
-    _check_counts("users", count_rows(layout.user_factors), n_model_users)
+    _check_counts("users", factor_shape(layout.user_factors)[0], n_model_users)
     listed = listed_users(spark, s)
     subset = selected_users(s, listed, user_vocab)
     seen = (
