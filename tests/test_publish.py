@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -137,3 +138,15 @@ def test_same_dataframe_gives_byte_identical_files(spark, tmp_path):
 def test_reading_an_unpublished_table_is_a_data_error(spark, tmp_path):
     with pytest.raises(DataError, match="run `recbatch score` first"):
         read_published(spark, tmp_path, "recommendations")
+
+
+def test_publishing_removes_staging_left_by_killed_runs(spark, tmp_path):
+    """A publish killed mid-write leaves `<version>.staging`; the next publish (under the lock) removes it."""
+    debris = tmp_path / "recommendations" / ".versions" / "dt=2026-01-01" / "r0-20260101T000000.staging"
+    debris.mkdir(parents=True)
+    (debris / "part-00000.snappy.parquet").write_bytes(b"half a file")
+    old = time.time() - 3600
+    os.utime(debris, (old, old))
+    manifest = _publish(spark, tmp_path, "r1", _recs(spark, users=2, run="r1"), files=1)
+    assert not debris.exists()
+    assert (tmp_path / "recommendations" / ".versions" / f"dt={DATE}" / manifest["version"]).is_dir()

@@ -17,8 +17,10 @@ Needs a POSIX filesystem (local or shared mount) for symlinks and atomic rename.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from recbatch.core.files import sha256_file, write_json
 from recbatch.errors import DataError, PipelineError
 from recbatch.io.table_checks import validate_recommendations
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -100,6 +104,23 @@ def _prune(versions: Path, current: str, keep: int) -> list[str]:
         if version.name != current:
             shutil.rmtree(version)
             removed.append(version.name)
+    return removed
+
+
+def _remove_orphaned_staging(table_dir: Path, before: float) -> list[str]:
+    """Remove staging folders (of any date) last written before `before` (a time.time()).
+
+    A publish killed mid-write leaves its `<version>.staging` folder behind, up to a whole
+    table each. Publishing runs under the workdir lock, so a staging folder older than this
+    publish belongs to no live writer.
+    """
+    removed = []
+    for staging in sorted((table_dir / ".versions").glob("dt=*/*.staging")):
+        if staging.is_dir() and staging.stat().st_mtime < before:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(f"{staging.parent.name}/{staging.name}")
+    if removed:
+        log.warning("publish: removed %d staging folder(s) left by killed runs: %s", len(removed), removed)
     return removed
 
 
@@ -209,6 +230,7 @@ def publish_table(
     version = f"{run_id}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     pointer = table_dir / f"dt={date}"
     _check_pointer(pointer)
+    started = time.time()
     versions.mkdir(parents=True, exist_ok=True)
     head = {
         **extra,
@@ -228,6 +250,7 @@ def publish_table(
     _swap_link(pointer, os.path.join(".versions", f"dt={date}", version))
     _update_latest(table_dir)
     _prune(versions, version, config.keep_versions)
+    _remove_orphaned_staging(table_dir, started)
     return manifest
 
 
