@@ -127,6 +127,28 @@ def test_rerun_of_the_same_date_replaces_the_table_with_identical_content(spark,
     assert published_rows(spark, table) == before
 
 
+def test_a_rerun_in_another_process_publishes_the_same_content_checksum(demo_run):
+    """Spark orders footer metadata differently per JVM, so whole-file hashes of a rerun may
+    differ; the manifest's content checksum (the pages) must not."""
+    tmp, config, _ = demo_run
+    table = tmp / "work" / "published" / "recommendations" / f"dt={DATE}"
+    before = json.loads((table / "_manifest.json").read_text())
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    proc = subprocess.run(
+        [sys.executable, "-m", "recbatch", "score", "--config", str(config), "--date", DATE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = json.loads((table / "_manifest.json").read_text())
+    assert after["version"] != before["version"] and after["run_id"] == before["run_id"]
+    assert after["content_sha256"] == before["content_sha256"]
+    assert [f["content_sha256"] for f in after["files"]] == [f["content_sha256"] for f in before["files"]]
+
+
 def test_missing_input_is_a_data_error(tmp_path):
     config = write_config(tmp_path)  # no synth: the input file does not exist
     result = runner.invoke(app, ["prepare", "--config", str(config), "--date", DATE])

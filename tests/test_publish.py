@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -150,3 +151,35 @@ def test_publishing_removes_staging_left_by_killed_runs(spark, tmp_path):
     manifest = _publish(spark, tmp_path, "r1", _recs(spark, users=2, run="r1"), files=1)
     assert not debris.exists()
     assert (tmp_path / "recommendations" / ".versions" / f"dt={DATE}" / manifest["version"]).is_dir()
+
+
+def test_content_checksum_covers_the_pages_not_the_footer(spark, tmp_path):
+    from recbatch.core.files import parquet_content_sha256
+
+    manifest = _publish(spark, tmp_path, "r1", _recs(spark, users=4, run="r1"), files=1)
+    part = (
+        tmp_path
+        / "recommendations"
+        / ".versions"
+        / f"dt={DATE}"
+        / manifest["version"]
+        / manifest["files"][0]["path"]
+    )
+    data = part.read_bytes()
+    footer = int.from_bytes(data[-8:-4], "little")
+    assert (
+        manifest["files"][0]["content_sha256"] == hashlib.sha256(data[: len(data) - 8 - footer]).hexdigest()
+    )
+    assert (
+        manifest["content_sha256"]
+        == hashlib.sha256(manifest["files"][0]["content_sha256"].encode()).hexdigest()
+    )
+    # A different footer with the same pages keeps the content checksum; different pages do not.
+    copy = tmp_path / "copy.parquet"
+    copy.write_bytes(data[: len(data) - 8 - footer] + data[len(data) - 8 - footer :].replace(b"mf", b"xx", 1))
+    assert parquet_content_sha256(copy) == manifest["files"][0]["content_sha256"]
+    copy.write_bytes(b"X" + data[1:])
+    assert parquet_content_sha256(copy) != manifest["files"][0]["content_sha256"]
+    (tmp_path / "short").write_bytes(b"PAR1")
+    with pytest.raises(ValueError, match="Parquet footer"):
+        parquet_content_sha256(tmp_path / "short")

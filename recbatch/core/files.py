@@ -36,6 +36,31 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def parquet_content_sha256(path: str | Path) -> str:
+    """Hex sha256 of a Parquet file's data: every byte before its footer (all pages, no metadata).
+
+    Spark's Parquet writer keeps each column chunk's encodings in a hash set and writes
+    them into the footer in an order that changes from one JVM to the next, so the whole
+    files of identical data differ between processes; their pages do not. ValueError
+    when the file does not end like a Parquet file.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 8))
+        tail = handle.read(8)
+        footer = int.from_bytes(tail[:4], "little") if len(tail) == 8 else -1
+        if tail[4:] != b"PAR1" or footer < 0 or footer + 12 > size:
+            raise ValueError(f"{path} does not end with a Parquet footer")
+        handle.seek(0)
+        digest = hashlib.sha256()
+        left = size - 8 - footer
+        while left > 0:
+            chunk = handle.read(min(1 << 20, left))
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
 def _is_data(name: str) -> bool:
     return not name.startswith(("_", "."))
 

@@ -16,6 +16,7 @@ Needs a POSIX filesystem (local or shared mount) for symlinks and atomic rename.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recbatch.core.files import sha256_file, write_json
+from recbatch.core.files import parquet_content_sha256, sha256_file, write_json
 from recbatch.errors import DataError, PipelineError
 from recbatch.io.table_checks import validate_recommendations
 
@@ -51,6 +52,7 @@ _CORE_KEYS = (
     "columns",
     "schema",
     "files",
+    "content_sha256",
     "created_at",
 )
 
@@ -62,14 +64,25 @@ def _plain(kind: str, value: str) -> str:
 
 
 def _tidy_parts(staging: Path, version: str) -> list[dict[str, Any]]:
-    """Give part files stable names, drop Hadoop's .crc side files, and checksum the parts."""
+    """Give part files stable names, drop Hadoop's .crc side files, and checksum the parts.
+
+    `sha256` covers the whole file; `content_sha256` only its pages, which stays equal for
+    the same data written by another JVM (core.files.parquet_content_sha256).
+    """
     for crc in staging.glob(".*.crc"):
         crc.unlink()
     files = []
     for i, part in enumerate(sorted(staging.glob("part-*"))):
         target = staging / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
         part.rename(target)
-        files.append({"path": target.name, "bytes": target.stat().st_size, "sha256": sha256_file(target)})
+        files.append(
+            {
+                "path": target.name,
+                "bytes": target.stat().st_size,
+                "sha256": sha256_file(target),
+                "content_sha256": parquet_content_sha256(target),
+            }
+        )
     return files
 
 
@@ -165,6 +178,9 @@ def _manifest(
             for f in staged.schema.fields
         ],
         "files": parts,
+        # One digest of the table's data: equal for the same rows in the same part files,
+        # whichever process wrote them (the per-file sha256 are not, see _tidy_parts).
+        "content_sha256": hashlib.sha256("".join(p["content_sha256"] for p in parts).encode()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(),
     }
 
