@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -115,4 +119,41 @@ def tiny_config(root: Path, model: str, **train) -> Config:
     settings.update(train)
     return Config.model_validate(
         {"paths": {"workdir": str(root)}, "train": settings, "evaluate": {"ks": [5, 10]}}
+    )
+
+
+@contextmanager
+def lock_held_elsewhere(lock: Path, holder: str) -> Iterator[None]:
+    """Another process holds the workdir lock `lock` (as `holder`) until the block ends."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from recbatch.ops.lock import workdir_lock\n"
+            f"with workdir_lock(Path({str(lock)!r}), {holder!r}):\n"
+            "    print('held', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "held"
+        yield
+    finally:
+        process.kill()
+        process.wait()
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m recbatch ARGS` in a new process (a new JVM where the command starts Spark)."""
+    import os
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    return subprocess.run(
+        [sys.executable, "-m", "recbatch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )

@@ -8,6 +8,7 @@ import sys
 from typer.testing import CliRunner
 
 from recbatch.cli import app
+from tests.builders import lock_held_elsewhere
 
 runner = CliRunner()
 
@@ -61,27 +62,12 @@ def test_exit_codes_are_listed():
 def test_every_command_that_writes_the_workdir_takes_its_lock(tmp_path):
     """While another run holds the lock, each stage command exits 5 before starting any work."""
     lock = tmp_path / "work" / "locks" / "run.lock"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from pathlib import Path; from recbatch.ops.lock import workdir_lock\n"
-            f"with workdir_lock(Path({str(lock)!r}), 'cron run'):\n"
-            "    print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(lock, "cron run"):
         workdir = f'paths.workdir="{tmp_path / "work"}"'
         for command in (["prepare"], ["train"], ["evaluate"], ["tune"], ["score"], ["export", "-f", "csv"]):
             result = runner.invoke(app, [*command, "--set", workdir, "--date", "2026-01-02"])
             assert result.exit_code == 5, (command, result.output)
             assert "cron run" in result.output and "Traceback" not in result.output
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_blank_workdir_and_loose_dates_are_refused():

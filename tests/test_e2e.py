@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recbatch.cli import app
+from tests.builders import run_cli
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -133,15 +134,7 @@ def test_a_rerun_in_another_process_publishes_the_same_content_checksum(demo_run
     tmp, config, _ = demo_run
     table = tmp / "work" / "published" / "recommendations" / f"dt={DATE}"
     before = json.loads((table / "_manifest.json").read_text())
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    proc = subprocess.run(
-        [sys.executable, "-m", "recbatch", "score", "--config", str(config), "--date", DATE],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    proc = run_cli("score", "--config", str(config), "--date", DATE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     after = json.loads((table / "_manifest.json").read_text())
     assert after["version"] != before["version"] and after["run_id"] == before["run_id"]
@@ -261,14 +254,7 @@ def test_spark_submit_and_the_cli_fail_alike(tmp_path, case, code):
     if case == "bad_config":
         args += ["--set", "train.epochs=-1"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    cli = subprocess.run(
-        [sys.executable, "-m", "recbatch", "run", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    cli = run_cli("run", *args)
     submitted = subprocess.run(
         [str(submit), "--master", "local[1]", str(REPO / "jobs" / "pipeline.py"), *args],
         capture_output=True,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from recbatch.errors import ConfigError, LockHeldError
 from recbatch.io.input_files import input_files
 from recbatch.ops.lock import workdir_lock
 from recbatch.ops.run_id import input_fingerprint, make_run_id, parse_date
+from tests.builders import lock_held_elsewhere
 
 
 def test_parse_date_accepts_iso_and_rejects_the_rest():
@@ -87,24 +86,12 @@ def test_hadoop_listing_resolves_the_same_files_as_spark(spark, tmp_path):
 
 def test_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
     lock = tmp_path / "locks" / "run.lock"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from recbatch.ops.lock import workdir_lock\n"
-            f"with workdir_lock(Path({str(lock)!r}), 'test holder'):\n"
-            "    print('held', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockHeldError, match="test holder"), workdir_lock(lock, "second"):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
+    with (
+        lock_held_elsewhere(lock, "test holder"),
+        pytest.raises(LockHeldError, match="test holder"),
+        workdir_lock(lock, "second"),
+    ):
+        pass
     time.sleep(0.1)
     with workdir_lock(lock, "third"):
         assert "third" in lock.read_text()
