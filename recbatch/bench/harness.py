@@ -10,7 +10,6 @@ not launched by this process, memory reads 0.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recbatch.core import files
 from recbatch.errors import ConfigError
 
 # Named sizes of the scoring benchmarks (bench score, bench network): (users, items).
@@ -212,8 +212,8 @@ def measure_command(cmd: list[str], log: Path | None = None, interval: float = 0
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """`data` as indented JSON (numpy scalars as floats), newline-terminated."""
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    """`data` as indented JSON in its own key order (the report's layout), numpy scalars as floats."""
+    files.write_json(path, data, sort_keys=False, default=float)
 
 
 def save_results(folder: Path, results: dict[str, Any], summarise, format_report) -> str:

@@ -22,9 +22,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (sorted keys, indented), so a reader never sees half a file."""
-    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+def write_json(path: Path, payload: dict[str, Any], *, sort_keys: bool = True, default: Any = str) -> None:
+    """Write indented JSON atomically, so a reader never sees half a file.
+
+    Keys are sorted unless `sort_keys` is False (a report whose key order is its layout);
+    `default` converts what json cannot (str for dates and paths, float for numpy scalars).
+    """
+    text = json.dumps(payload, indent=2, sort_keys=sort_keys, default=default)
+    write_text_atomic(path, text + "\n")
 
 
 def sha256_file(path: str | Path) -> str:

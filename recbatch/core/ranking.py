@@ -30,6 +30,10 @@ class Scorer(Protocol):
         ...
 
 
+# A model fitted for comparison: its scorer and its training history (loss, val_ndcg per epoch).
+FittedModel = tuple[Scorer, dict[str, list[float]]]
+
+
 @dataclass
 class DotScorer:
     """score(u, i) = user_matrix[u] · item_matrix[i]."""

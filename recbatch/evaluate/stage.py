@@ -28,7 +28,15 @@ from recbatch.artifacts import check_range, read_factors, read_manifest, read_ne
 from recbatch.config import Config
 from recbatch.core.files import write_json
 from recbatch.core.metrics import ranking_metrics
-from recbatch.core.ranking import DotScorer, NetworkScorer, Scorer, group_items, rank_users, sample_candidates
+from recbatch.core.ranking import (
+    DotScorer,
+    FittedModel,
+    NetworkScorer,
+    Scorer,
+    group_items,
+    rank_users,
+    sample_candidates,
+)
 from recbatch.errors import DataError
 from recbatch.evaluate.baselines import item_popularity, popularity_scorers, recent_popularity
 from recbatch.evaluate.diagnostics import long_tail, personalisation
@@ -40,9 +48,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "full ranking over unseen items"
 SAMPLED_PROTOCOL = "sampled ranking: each test item among {n} sampled unseen items"
-
-# A model fitted for comparison: its scorer and its training history (loss, val_ndcg per epoch).
-FittedModel = tuple[Scorer, dict[str, list[float]]]
 
 __all__ = [
     "PROTOCOL",

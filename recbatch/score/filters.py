@@ -43,6 +43,11 @@ def listed_users(spark: SparkSession, config: ScoreConfig) -> DataFrame | None:
     return _read_list(spark, config.users, "user_id", "users")
 
 
+def cold_start(config: ScoreConfig) -> bool:
+    """score.fallback = "popularity" outside candidate mode (candidates name their own users)."""
+    return config.fallback == "popularity" and config.candidates is None
+
+
 def selected_users(config: ScoreConfig, listed: DataFrame | None, user_vocab: DataFrame) -> DataFrame | None:
     """user_idx, user_id of the `listed` users (`listed_users`) that the model knows (None: every user).
 
@@ -53,7 +58,7 @@ def selected_users(config: ScoreConfig, listed: DataFrame | None, user_vocab: Da
         return None
     known = user_vocab.select("user_id", "user_idx").join(listed, on="user_id", how="left_semi")
     n_listed, n_known = listed.count(), known.count()
-    fallback = config.fallback == "popularity" and config.candidates is None
+    fallback = cold_start(config)
     if n_known < n_listed:
         log.warning(
             "score.users: %d of %d listed users are unknown to the model; they get %s",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from recbatch.artifacts import factor_shape, read_factors, read_manifest, read_network
 from recbatch.core.files import count_rows
 from recbatch.errors import DataError, PipelineError
-from recbatch.score.filters import allowed_items, listed_users, selected_users
+from recbatch.score.filters import allowed_items, cold_start, listed_users, selected_users
 from recbatch.score.plan import ScorePlan, plan_for
 
 if TYPE_CHECKING:
@@ -95,11 +95,6 @@ class ScoreRequest:
         """Drop the cached fallback users; call once the recommendations are written."""
         if self.cold is not None:
             self.cold.unpersist()
-
-
-def cold_start(score: ScoreConfig) -> bool:
-    """score.fallback = "popularity" outside candidate mode (candidates name their own users)."""
-    return score.fallback == "popularity" and score.candidates is None
 
 
 def resolve_request(spark: SparkSession, config: Config, layout: RunLayout) -> ScoreRequest:

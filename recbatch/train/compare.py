@@ -14,12 +14,10 @@ from typing import Any
 
 from recbatch.artifacts import factor_shape, read_manifest, read_pairs, read_times, require_prepared
 from recbatch.config import Config, TrainConfig
-from recbatch.core.ranking import Scorer
+from recbatch.core.ranking import FittedModel
 from recbatch.layout import RunLayout
 
 log = logging.getLogger(__name__)
-
-FittedModel = tuple[Scorer, dict[str, list[float]]]
 
 
 def comparison_config(cfg: TrainConfig, name: str) -> TrainConfig:
