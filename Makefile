@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install check-java demo test test-fast lint format bench bench-network bench-prepare clean
+.PHONY: help install check-java services native-blas demo test test-fast lint format bench bench-network bench-prepare bench-export dist clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,11 +37,45 @@ $(STAMP): pyproject.toml
 
 install: check-java $(STAMP) ## Create .venv and install recbatch with dev tools
 
-demo: install ## Run the whole pipeline on embedded synthetic data
+# The export tests start their own PostgreSQL and Redis on 127.0.0.1; these are Debian's packages.
+# `demo` does not need them, so a machine without apt (or without root) can still run it.
+SERVICE_PACKAGES := postgresql libpostgresql-jdbc-java redis-server
+
+services: ## Install PostgreSQL, its JDBC driver and Redis for the export tests (Debian, as root; no-op when present)
+	@missing=""; \
+	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	[ -f /usr/share/java/postgresql.jar ] || missing="$$missing libpostgresql-jdbc-java"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "recbatch: installing$$missing (Debian packages, for the export tests)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SERVICE_PACKAGES) >/dev/null; \
+	else \
+	  echo "recbatch: the export tests need$$missing; install them with:"; \
+	  echo "  sudo apt-get install -y$$missing"; \
+	  echo "  (without them those tests skip here and fail in CI)"; \
+	fi
+
+# Spark ALS (the evaluation baseline) calls BLAS through netlib: with Debian's OpenBLAS it runs
+# natively and quietly; without it, ALS falls back to Java BLAS and logs one dlopen warning a run.
+native-blas: ## Install OpenBLAS for Spark ALS where apt and root allow (no-op when libblas.so.3 exists)
+	@if ldconfig -p 2>/dev/null | grep -q 'libblas.so.3'; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "recbatch: installing libopenblas0-pthread (native BLAS for Spark ALS)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopenblas0-pthread >/dev/null \
+	  || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libopenblas0-pthread >/dev/null; } \
+	  || echo "recbatch: could not install OpenBLAS; Spark ALS uses Java BLAS (slower, one warning a run)"; \
+	else \
+	  echo "recbatch: no native BLAS (libblas.so.3): Spark ALS uses Java BLAS; sudo apt-get install libopenblas0-pthread"; \
+	fi
+
+demo: install native-blas ## Run the whole pipeline on embedded synthetic data
 	$(BIN)/recbatch synth --config $(CONFIG)
 	$(BIN)/recbatch run --config $(CONFIG)
 
-test: install ## Run the full test suite
+test: install services native-blas ## Run the full test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## Unit tests only: no Spark, no end-to-end runs, one worker per core (under a minute)
@@ -54,6 +88,9 @@ lint: install ## ruff lint and format check
 format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix recbatch jobs tests
 	$(BIN)/ruff format recbatch jobs tests
+
+dist: install ## Wheel, --py-files zip and packed executor env in dist/ (README: Running on a cluster)
+	$(BIN)/python -m recbatch.ops.ship --out dist
 
 BENCH_SIZE ?= quick
 BENCH_RUNS ?= 3
@@ -70,6 +107,11 @@ BENCH_EVENTS ?= 20000000
 
 bench-prepare: install ## prepare at scale vs the same cleaning in DuckDB (BENCH_EVENTS=20000000)
 	$(BENCH_LOCK) $(BIN)/recbatch bench prepare --events $(BENCH_EVENTS)
+
+BENCH_EXPORT_USERS ?= 100000
+
+bench-export: install services ## JDBC/Redis export vs driver-side COPY/INSERT (BENCH_EXPORT_USERS x K10 rows)
+	$(BENCH_LOCK) $(BIN)/recbatch bench export --users $(BENCH_EXPORT_USERS) --runs $(BENCH_RUNS)
 
 clean: ## Remove build outputs and demo artifacts (keeps .venv)
 	rm -rf out data/demo build dist *.egg-info .pytest_cache .ruff_cache spark-warehouse metastore_db derby.log

@@ -13,23 +13,22 @@ Contracts, checked here and nowhere else:
 - The manifest is written last (atomically) and marks a complete model.
 A missing artifact means a stage has not run yet: DataError (exit 3) naming the command.
 A present but broken one (truncated, ragged, foreign bytes) is PipelineError (exit 4).
-Files are written to a temporary name beside the target and renamed into place.
+Files are written atomically through recbatch.storage, so the work directory may be on any storage.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recbatch.core.files import count_rows, parquet_files, sha256_file
 from recbatch.core.network import NetworkWeights
 from recbatch.errors import DataError, PipelineError
 from recbatch.layout import RunLayout
+from recbatch.storage import Location, count_rows, location, parquet_files, sha256
 
 FACTOR_ROW_GROUP = 16_384  # rows per Parquet row group of a factor file
 NETWORK_FILE = "network.npz"
@@ -53,16 +52,17 @@ def require_prepared(layout: RunLayout) -> None:
             )
 
 
-def _dataset(path: Path) -> Any:
+def _dataset(path: Location) -> Any:
     import pyarrow.dataset as ds
 
     try:
-        return ds.dataset(str(path), format="parquet")
+        path = location(path)
+        return ds.dataset(path.fs_path, filesystem=path.filesystem, format="parquet")
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read Parquet at {path}: {exc}") from None
 
 
-def read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_pairs(path: Location) -> tuple[np.ndarray, np.ndarray]:
     """The (user_idx, item_idx) columns of a prepared split as two int32 arrays."""
     dataset = _dataset(path)
     missing = {"user_idx", "item_idx"} - set(dataset.schema.names)
@@ -77,7 +77,7 @@ def read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return users, items
 
 
-def read_times(path: Path) -> np.ndarray:
+def read_times(path: Location) -> np.ndarray:
     """The last_ts column of a prepared split (row order as `read_pairs`); zeros when absent."""
     dataset = _dataset(path)
     if "last_ts" not in dataset.schema.names:
@@ -85,7 +85,21 @@ def read_times(path: Path) -> np.ndarray:
     return dataset.to_table(columns=["last_ts"]).column("last_ts").to_numpy().astype(np.int64)
 
 
-def check_range(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, where: Path) -> None:
+def read_strength(path: Location, column: str) -> np.ndarray:
+    """A pair-strength column of a prepared split (weight, count or rating; row order as `read_pairs`),
+    as float64 with missing values 0."""
+    dataset = _dataset(path)
+    if column not in dataset.schema.names:
+        raise DataError(
+            f"{path} lacks column {column!r} (has {dataset.schema.names}): re-run `recbatch prepare`"
+        )
+    values = dataset.to_table(columns=[column]).column(column).to_numpy(zero_copy_only=False)
+    return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+
+
+def check_range(
+    users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, where: Location
+) -> None:
     """Raise DataError when an index falls outside its vocabulary (stale or mixed prepared data)."""
     for name, values, size in (("user_idx", users, num_users), ("item_idx", items, num_items)):
         if len(values) and (values.min() < 0 or values.max() >= size):
@@ -95,7 +109,7 @@ def check_range(users: np.ndarray, items: np.ndarray, num_users: int, num_items:
             )
 
 
-def data_fingerprint(path: Path) -> str:
+def data_fingerprint(path: Location) -> str:
     """sha256 over the sorted sha256 digests of the Parquet files' bytes, plus the row count.
 
     File names are left out on purpose: Spark names part files with a random id, so the
@@ -104,7 +118,7 @@ def data_fingerprint(path: Path) -> str:
     import hashlib
 
     total = hashlib.sha256()
-    for digest in sorted(sha256_file(file) for file in parquet_files(path)):
+    for digest in sorted(sha256(file) for file in parquet_files(path)):
         total.update(digest.encode())
     total.update(f"rows={count_rows(path)}".encode())
     return "sha256:" + total.hexdigest()
@@ -113,11 +127,7 @@ def data_fingerprint(path: Path) -> str:
 # --- factor files ------------------------------------------------------------------------
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
-def write_factors(path: Path, index_column: str, matrix: np.ndarray) -> None:
+def write_factors(path: Location, index_column: str, matrix: np.ndarray) -> None:
     """Write rows of `matrix` as (index_column int32 = row number, factors list<float32>)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -127,13 +137,12 @@ def write_factors(path: Path, index_column: str, matrix: np.ndarray) -> None:
     offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
     factors = pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=pa.float32()))
     table = pa.table({index_column: pa.array(np.arange(n, dtype=np.int32)), "factors": factors})
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Small row groups let scoring tasks read only the row groups of their user range.
-    pq.write_table(table, _tmp(path), row_group_size=FACTOR_ROW_GROUP)
-    os.replace(_tmp(path), path)
+    with location(path).atomic_output() as stream:
+        pq.write_table(table, stream, row_group_size=FACTOR_ROW_GROUP)
 
 
-def read_factors(path: Path, index_column: str) -> np.ndarray:
+def read_factors(path: Location, index_column: str) -> np.ndarray:
     """A factor file as a float32 matrix whose row r holds the factors of index r.
 
     DataError when the file is missing (train has not run), PipelineError when it is
@@ -142,10 +151,11 @@ def read_factors(path: Path, index_column: str) -> np.ndarray:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    path = location(path)
     if not path.is_file():
         raise DataError(f"factor file {path} not found: run `recbatch train` first (same --date and workdir)")
     try:
-        table = pq.read_table(path, columns=[index_column, "factors"])
+        table = pq.read_table(path.fs_path, filesystem=path.filesystem, columns=[index_column, "factors"])
     except (OSError, KeyError, ValueError) as exc:
         raise PipelineError(f"factor file {path} is unreadable ({exc}); rerun `recbatch train`") from None
     index = table.column(index_column).to_numpy().astype(np.int64)
@@ -163,14 +173,15 @@ def read_factors(path: Path, index_column: str) -> np.ndarray:
     return matrix
 
 
-def factor_shape(path: Path) -> tuple[int, int]:
+def factor_shape(path: Location) -> tuple[int, int]:
     """(rows, dim) of a factor file from its footer and first row (no full read)."""
     import pyarrow.parquet as pq
 
+    path = location(path)
     if not path.is_file():
         raise DataError(f"factor file {path} not found: run `recbatch train` first (same --date and workdir)")
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(path.open_input())
         first = file.read_row_group(0, columns=["factors"]).column("factors")[0].as_py() or []
     except (OSError, KeyError, ValueError, IndexError) as exc:
         raise PipelineError(f"factor file {path} is unreadable ({exc}); rerun `recbatch train`") from None
@@ -180,17 +191,17 @@ def factor_shape(path: Path) -> tuple[int, int]:
 # --- network weights ---------------------------------------------------------------------
 
 
-def write_network(path: Path, weights: NetworkWeights) -> None:
+def write_network(path: Location, weights: NetworkWeights) -> None:
     """Write network weights as an .npz file (arrays only: loading never unpickles)."""
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **weights.to_arrays())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **weights.to_arrays())
+    location(path).write_bytes(buffer.getvalue())
 
 
-def load_network(path: Path) -> NetworkWeights:
+def load_network(path: Location) -> NetworkWeights:
     """Network weights written by `write_network`; PipelineError when the file is not such weights."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(io.BytesIO(location(path).read_bytes()), allow_pickle=False) as data:
             return NetworkWeights.from_arrays({k: data[k] for k in data.files})
     except (OSError, ValueError, zipfile.BadZipFile, AttributeError) as exc:
         raise PipelineError(
@@ -198,16 +209,16 @@ def load_network(path: Path) -> NetworkWeights:
         ) from None
 
 
-def network_path(model_dir: Path, manifest: dict[str, Any]) -> Path:
+def network_path(model_dir: Location, manifest: dict[str, Any]) -> Location:
     """Where the manifest says its network weights are."""
     return model_dir / str(manifest.get("network_weights") or NETWORK_FILE)
 
 
-def read_network(model_dir: Path, manifest: dict[str, Any]) -> NetworkWeights | None:
+def read_network(model_dir: Location, manifest: dict[str, Any]) -> NetworkWeights | None:
     """The dense weights of an mlp/neumf model (manifest scoring "network"), else None."""
     if manifest.get("scoring", "dot") != "network":
         return None
-    path = network_path(model_dir, manifest)
+    path = network_path(location(model_dir), manifest)
     if not path.is_file():
         raise DataError(
             f"network weights {path} not found for model {manifest.get('model')!r} "
@@ -218,14 +229,40 @@ def read_network(model_dir: Path, manifest: dict[str, Any]) -> NetworkWeights | 
 
 # --- manifest ----------------------------------------------------------------------------
 
+MODEL_FILES = ("model.keras", "user_factors.parquet", "item_factors.parquet", NETWORK_FILE)
 
-def read_manifest(path: Path) -> dict[str, Any]:
+
+def model_digests(model_dir: Location) -> dict[str, str]:
+    """sha256 of each model file present in `model_dir` (the manifest's "files_sha256")."""
+    model_dir = location(model_dir)
+    return {name: sha256(model_dir / name) for name in MODEL_FILES if (model_dir / name).is_file()}
+
+
+def verify_model_files(model_dir: Location, manifest: dict[str, Any]) -> None:
+    """PipelineError naming the first model file whose bytes are not those train recorded."""
+    model_dir = location(model_dir)
+    for name, expected in sorted((manifest.get("files_sha256") or {}).items()):
+        path = model_dir / name
+        if not path.is_file():
+            raise PipelineError(
+                f"model file {path} is missing (the manifest lists it); rerun `recbatch train`"
+            )
+        if sha256(path) != expected:
+            raise PipelineError(
+                f"model file {path} does not match the sha256 train recorded in {model_dir / 'manifest.json'} "
+                "(swapped or corrupted since training); rerun `recbatch train`"
+            )
+
+
+def read_manifest(path: Location) -> dict[str, Any]:
     """The model manifest, checked for what evaluation and scoring need.
 
     DataError when there is no trained model; PipelineError when the manifest is not JSON,
-    lacks 'model', or names an unknown activation or scoring; DataError when it names
-    network weights that are missing, before any work starts.
+    lacks 'model', or names an unknown activation or scoring, or when a model file's bytes
+    differ from the sha256 train recorded; DataError when it names network weights that
+    are missing, before any work starts.
     """
+    path = location(path)
     if not path.is_file():
         raise DataError(
             f"model manifest {path} not found: run `recbatch train` first (same --date and workdir)"
@@ -251,4 +288,5 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"network weights {network_path(path.parent, manifest)} not found for model "
             f"{manifest['model']!r} (scoring='network'); rerun `recbatch train`"
         )
+    verify_model_files(path.parent, manifest)
     return manifest

@@ -25,7 +25,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from recbatch.config import Config, load_config
-from recbatch.errors import EXIT_CODES, RecbatchError
+from recbatch.errors import EXIT_CODES, SPARK_ERROR_NAMES, RecbatchError, describe_spark_failure
 
 app = typer.Typer(
     name="recbatch",
@@ -48,6 +48,9 @@ DateOpt = Annotated[
     str | None, typer.Option("--date", "-d", help="Run date YYYY-MM-DD (default: today, UTC).")
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Publish even when the quality gate fails (recorded in the manifest).")
+]
 # Shared by the scoring benchmarks (bench score, bench network).
 BenchSizeOpt = Annotated[str, typer.Option(help="tiny (2K x 500), quick (20K x 5K) or full (100K x 20K).")]
 BenchRunsOpt = Annotated[int, typer.Option(min=1, help="Timed runs per contender, after one warm-up.")]
@@ -92,6 +95,19 @@ def _fail(code: int, message: str, verbose: bool) -> None:
     raise typer.Exit(code)
 
 
+def _full_text(exc: BaseException) -> str:
+    """An exception's message with the Java side's causes (Py4J keeps them on java_exception)."""
+    parts = [str(exc)]
+    java = getattr(exc, "java_exception", None)
+    while java is not None and len(parts) < 20:
+        try:
+            parts.append(f"Caused by: {java.toString()}")
+            java = java.getCause()
+        except Exception:  # the gateway may be gone; what we have is enough
+            break
+    return "\n".join(parts)
+
+
 def handles_errors(command: F) -> F:
     """Turn recbatch, Spark and unexpected errors into one line and a documented exit code."""
 
@@ -110,8 +126,8 @@ def handles_errors(command: F) -> F:
         except Exception as exc:
             name = type(exc).__name__
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-            if name in ("AnalysisException", "Py4JJavaError", "PythonException", "SparkRuntimeException"):
-                _fail(4, f"Spark failed: {first[:500]} (rerun with --verbose for details)", verbose)
+            if name in SPARK_ERROR_NAMES:
+                _fail(4, describe_spark_failure(_full_text(exc)), verbose)
             _fail(1, f"unexpected {name}: {first[:500]} (a bug: rerun with --verbose and report it)", verbose)
         return None
 
@@ -123,13 +139,16 @@ def _load(config: Path | None, overrides: list[str] | None) -> Config:
 
 
 def _spark(cfg: Config):
-    from recbatch.session import build_session
+    from recbatch.io.export_jdbc import with_driver_jar
+    from recbatch.session import build_session, catalog_dir
 
-    return build_session(cfg.spark)
+    # A JDBC export's driver jar must be on spark.jars when the session starts.
+    spark_config = cfg.spark.model_copy(update={"conf": with_driver_jar(cfg.spark.conf, cfg.export)})
+    return build_session(spark_config, catalog_dir(cfg))
 
 
 @contextlib.contextmanager
-def _locked(layout: Any, what: str) -> Iterator[None]:
+def _locked(cfg: Config, layout: Any, what: str) -> Iterator[None]:
     """Hold the work directory's lock while a stage writes into it (exit 5 when another run has it).
 
     Every command that writes under the workdir takes it, not only `run`: a `train` during
@@ -137,7 +156,8 @@ def _locked(layout: Any, what: str) -> Iterator[None]:
     """
     from recbatch.ops.lock import workdir_lock
 
-    with workdir_lock(layout.lock_file, f"{what} --date {layout.date}"):
+    stale = cfg.paths.lock_stale_minutes * 60
+    with workdir_lock(layout.lock_dir, f"{what} --date {layout.date}", stale_after=stale):
         yield
 
 
@@ -189,7 +209,7 @@ def prepare(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    with _locked(layout, "prepare"):
+    with _locked(cfg, layout, "prepare"):
         check_input_path(cfg.input)  # before a JVM starts for it
         report = pipeline.prepare(_spark(cfg), cfg, layout)
     typer.echo(render_report(report, layout))
@@ -205,10 +225,11 @@ def train(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    with _locked(layout, "train"):
+    with _locked(cfg, layout, "train"):
         manifest = pipeline.train(cfg, layout)
+    fit = "every interaction" if manifest.get("fit_data") == "all" else "the train split"
     typer.echo(
-        f"trained {manifest['model']} in {manifest.get('train_seconds', 0):.1f}s -> {layout.model_dir}"
+        f"trained {manifest['model']} on {fit} in {manifest.get('train_seconds', 0):.1f}s -> {layout.model_dir}"
     )
 
 
@@ -234,7 +255,7 @@ def evaluate(
     overrides = list(set_ or []) + [f"evaluate.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
     cfg = _load(config, overrides)
     layout = _layout(cfg, date)
-    with _locked(layout, "evaluate"):
+    with _locked(cfg, layout, "evaluate"):
         spark = _spark(cfg) if "als" in cfg.evaluate.baselines else None
         metrics = pipeline.evaluate(cfg, layout, spark)
     typer.echo(format_metrics_table(metrics))
@@ -253,7 +274,7 @@ def tune(
 
     cfg = _load(config, set_)
     layout = _layout(cfg, date)
-    with _locked(layout, "tune"):
+    with _locked(cfg, layout, "tune"):
         result = run_tune(cfg, layout)
     typer.echo(format_best(result))
     typer.echo(f"trials -> {layout.eval_dir / 'tune.json'}")
@@ -268,9 +289,10 @@ def score(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the scoring plan and expected memory; score nothing.")
     ] = False,
+    force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Score every user against every unseen item and publish the top-K table atomically."""
+    """Score every user against every unseen item and publish the top-K table atomically (gated)."""
     from recbatch import pipeline
 
     cfg = _load(config, set_)
@@ -280,13 +302,66 @@ def score(
 
         typer.echo(plan_from_artifacts(cfg, layout).describe())
         return
-    with _locked(layout, "score"):
-        manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout)
+    with _locked(cfg, layout, "score"):
+        manifest = pipeline.score_and_publish(_spark(cfg), cfg, layout, force=force)
     typer.echo(f"published {manifest['rows']:,} rows for {manifest['users']:,} users -> {manifest['path']}")
     from recbatch.summary import source_lines
 
     for line in source_lines(manifest):
         typer.echo(line)
+
+
+@app.command()
+@handles_errors
+def similar(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Similar items per item (similar.k).")] = None,
+    metric: Annotated[str | None, typer.Option(help="cosine or dot (similar.metric).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Top-K similar items of every item by the model's item factors, published as its own table."""
+    from recbatch import pipeline
+
+    flags = {"k": k, "metric": metric}
+    overrides = list(set_ or []) + [f"similar.{n}={_toml(v)}" for n, v in flags.items() if v is not None]
+    cfg = _load(config, overrides)
+    layout = _layout(cfg, date)
+    with _locked(cfg, layout, "similar"):
+        manifest = pipeline.similar_and_publish(_spark(cfg), cfg, layout)
+    typer.echo(
+        f"published {manifest['rows']:,} similar items for {manifest['keys']:,} items "
+        f"({manifest['model']}, {manifest['metric']}) -> {manifest['path']}"
+    )
+    report = manifest.get("report") or {}
+    for name, row in report.get("contenders", {}).items():
+        hits = ", ".join(f"HR@{k_} {row[f'hr@{k_}']:.4f}" for k_ in report["ks"])
+        typer.echo(f"  {name}: {hits} over {row['users']:,} test users")
+    if "skipped" in report:
+        typer.echo(f"  hit rate: {report['skipped']}")
+
+
+@app.command()
+@handles_errors
+def audience(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Users per item (audience.k).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Top-N users of every item by the model's score (never one who interacted), published as a table."""
+    from recbatch import pipeline
+
+    cfg = _load(config, list(set_ or []) + ([f"audience.k={k}"] if k is not None else []))
+    layout = _layout(cfg, date)
+    with _locked(cfg, layout, "audience"):
+        manifest = pipeline.audience_and_publish(_spark(cfg), cfg, layout)
+    typer.echo(
+        f"published {manifest['rows']:,} audience rows for {manifest['keys']:,} items "
+        f"({manifest['model']}) -> {manifest['path']}"
+    )
 
 
 @app.command()
@@ -297,45 +372,168 @@ def export(
     date: DateOpt = None,
     format_: Annotated[
         list[str] | None,
-        typer.Option("--format", "-f", help="csv, jsonl or sqlite (repeatable; default: export.formats)."),
+        typer.Option(
+            "--format", "-f", help="csv, jsonl, sqlite, jdbc or redis (repeatable; default: export.formats)."
+        ),
     ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Export the published table of a date as CSV, JSON lines (one user per line) or SQLite."""
+    """Export (or re-export) the published table of a date: CSV, JSON lines, SQLite, a JDBC table, Redis."""
+    import json
+
     from recbatch import pipeline
     from recbatch.errors import ConfigError
+    from recbatch.io.export_step import FORMATS
+    from recbatch.summary import export_lines
 
     cfg = _load(config, set_)
     formats = format_ or cfg.export.formats
     if not formats:
-        raise ConfigError("nothing to export: pass --format csv|jsonl|sqlite or set export.formats")
-    unknown = sorted(set(formats) - {"csv", "jsonl", "sqlite"})
+        raise ConfigError(f"nothing to export: pass --format {'|'.join(FORMATS)} or set export.formats")
+    unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
-        raise ConfigError(f"--format {', '.join(unknown)}: unknown; choose from csv, jsonl, sqlite")
+        raise ConfigError(f"--format {', '.join(unknown)}: unknown; choose from {', '.join(FORMATS)}")
+    if format_:  # validated as export.formats, so [export.jdbc] / [export.redis] are checked for them
+        cfg = _load(config, [*(set_ or []), f"export.formats={json.dumps(format_)}"])
     layout = _layout(cfg, date)
-    with _locked(layout, "export"):
+    with _locked(cfg, layout, "export"):
         exported = pipeline.export(_spark(cfg), cfg, layout, formats)
-    for fmt, path in exported.items():
-        typer.echo(f"exported {fmt} -> {path}")
+    for line in export_lines(exported):
+        typer.echo(line)
 
 
 @app.command()
 @handles_errors
 def run(
-    config: ConfigOpt = None, set_: SetOpt = None, date: DateOpt = None, verbose: VerboseOpt = False
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Backfill: first date YYYY-MM-DD.")] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Backfill: last date YYYY-MM-DD (inclusive).")
+    ] = None,
+    force: ForceOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Run every stage for one date: prepare, train, evaluate, score and publish (idempotent, locked)."""
-    from recbatch import pipeline
+    """Run every stage for one date (or each date of --from/--to in order): idempotent, locked, gated."""
+    from recbatch import cron
+    from recbatch.errors import ConfigError
     from recbatch.io.readers import check_input_path
+    from recbatch.ops.run_id import parse_date
     from recbatch.summary import render_run
 
     cfg = _load(config, set_)
-    layout = _layout(cfg, date)
-    with _locked(layout, "run"):
+    if (from_ is None) != (to is None) or (from_ is not None and date is not None):
+        raise ConfigError("a backfill takes both --from and --to (and no --date); a single run takes --date")
+    dates = cron.date_range(parse_date(from_), parse_date(to)) if from_ else [parse_date(date)]
+    layout = _layout(cfg, dates[0])
+    with _locked(cfg, layout, "run" if len(dates) == 1 else f"backfill to {dates[-1]}"):
         check_input_path(cfg.input)  # before a JVM starts for it
         spark = _spark(cfg)
-        result = pipeline.run_all(spark, cfg, layout.date)
-        typer.echo(render_run(spark, result))
+        if len(dates) == 1:
+            typer.echo(render_run(spark, cron.run_recorded(spark, cfg, dates[0], force)))
+            return
+        done = cron.backfill(spark, cfg, dates, force)
+        typer.echo(done.summary())
+        if done.error is not None:
+            raise done.error
+
+
+@app.command()
+@handles_errors
+def backtest(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: DateOpt = None,
+    holdout: Annotated[
+        int,
+        typer.Option(min=1, help="Interactions hidden per user: the latest by time (seeded random without)."),
+    ] = 1,
+    negatives: Annotated[
+        int | None,
+        typer.Option(min=1, help="NCF protocol: rank each hidden item among this many sampled unseen items."),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Hide each user's latest interactions, run the pipeline on the rest, score the published table on them."""
+    from recbatch import pipeline
+    from recbatch.evaluate.backtest import format_backtest
+    from recbatch.io.readers import check_input_path
+
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    with _locked(cfg, layout, "backtest"):
+        check_input_path(cfg.input)  # before a JVM starts for it
+        doc = pipeline.backtest(_spark(cfg), cfg, layout.date, holdout, negatives)
+    typer.echo(format_backtest(doc))
+    typer.echo(f"backtest -> {layout.backtest_dir / 'metrics.json'}, {layout.backtest_dir / 'report.md'}")
+
+
+@app.command()
+@handles_errors
+def runs(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: Annotated[str | None, typer.Option("--date", "-d", help="Only this date (YYYY-MM-DD).")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (machine-readable).")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List past runs: date, status, run id, stage times, metric, rows and the version published."""
+    import json
+
+    from recbatch.ops import history
+    from recbatch.ops.run_id import parse_date
+    from recbatch.storage import location
+
+    cfg = _load(config, set_)
+    records = history.read_records(location(cfg.paths.workdir), parse_date(date) if date else None)
+    if as_json:
+        for record in records:
+            typer.echo(json.dumps(record, sort_keys=True))
+    else:
+        typer.echo(history.format_records(records) if records else "no runs recorded yet")
+
+
+@app.command()
+@handles_errors
+def rollback(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    date: Annotated[str, typer.Option("--date", "-d", help="The date to re-point (YYYY-MM-DD).")] = "",
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Version or run id to serve (default: the one before the current)."),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve an earlier published version of a date again, with one atomic commit."""
+    from recbatch import cron
+    from recbatch.errors import ConfigError
+
+    if not date:
+        raise ConfigError("rollback needs --date YYYY-MM-DD (the date whose table to re-point)")
+    cfg = _load(config, set_)
+    layout = _layout(cfg, date)
+    with _locked(cfg, layout, "rollback"):
+        spark = _spark(cfg) if cfg.publish.catalog_table else None
+        entry = cron.rollback(cfg, layout.date, to, spark)
+    typer.echo(f"dt={layout.date} now serves {entry['version']} (was {entry['previous']})")
+
+
+@app.command()
+@handles_errors
+def gc(config: ConfigOpt = None, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Remove published versions beyond publish.keep_versions and unfinished ones left by killed runs."""
+    from recbatch import cron
+
+    cfg = _load(config, set_)
+    with _locked(cfg, _layout(cfg, None), "gc"):
+        removed = cron.collect_garbage(cfg)
+    typer.echo(f"removed {len(removed['pruned'])} old and {len(removed['unfinished'])} unfinished version(s)")
+    for name in removed["pruned"] + removed["unfinished"]:
+        typer.echo(f"  {name}")
 
 
 @app.command("config")
@@ -383,6 +581,17 @@ def exit_codes() -> None:
         typer.echo(f"{code:>3}  {meaning}")
 
 
+@app.command("paths")
+def paths() -> None:
+    """Print where the package, the spark-submit entry points (jobs/) and the shipped configs (conf/) are."""
+    from recbatch import __version__
+    from recbatch.ops.ship import resource_dirs
+
+    typer.echo(f"recbatch {__version__}")
+    for name, where in resource_dirs().items():
+        typer.echo(f"{name:<8} {where}")
+
+
 @bench_app.command("score")
 @handles_errors
 def bench_score(
@@ -423,6 +632,22 @@ def bench_network(
     typer.echo(report, nl=False)
 
 
+@bench_app.command("similar")
+@handles_errors
+def bench_similar(
+    size: Annotated[str, typer.Option(help="tiny (2K items), quick (20K), full (100K); d32, K20.")] = "quick",
+    runs: BenchRunsOpt = 3,
+    out: BenchOutOpt = Path("out/bench"),
+    only: Annotated[list[str] | None, typer.Option(help="Contenders: recbatch, als (repeatable).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Similar items for every item vs Spark ALS recommendForAllItems on the same factors."""
+    from recbatch.bench.similar import bench_similar as run_bench_similar
+
+    _, report = run_bench_similar(size, runs, out, only)
+    typer.echo(report, nl=False)
+
+
 @bench_app.command("prepare")
 @handles_errors
 def bench_prepare(
@@ -441,3 +666,57 @@ def bench_prepare(
     from recbatch.bench.prepare import bench_prepare as run_bench_prepare
 
     typer.echo(run_bench_prepare(events, out, runs, files, cores))
+
+
+@bench_app.command("export")
+@handles_errors
+def bench_export(
+    users: Annotated[int, typer.Option(min=10, help="Users in the published table.")] = 100_000,
+    k: Annotated[int, typer.Option(min=1, help="Recommendations per user (rows = users x k).")] = 10,
+    runs: BenchRunsOpt = 3,
+    connections: Annotated[int, typer.Option(min=1, help="Parallel writers of the recbatch exports.")] = 2,
+    out: Annotated[Path, typer.Option(help="Folder for the data, results.json and report.md.")] = Path(
+        "out/bench-export"
+    ),
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Contenders: recbatch-jdbc, driver-copy, naive-insert, recbatch-redis, redis-driver (repeatable)."
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """JDBC export into PostgreSQL vs driver-side COPY and INSERT; Redis export vs one driver connection."""
+    from recbatch.bench.export import CONTENDERS, ExportSpec
+    from recbatch.bench.export import bench_export as run_bench_export
+    from recbatch.errors import ConfigError
+
+    unknown = sorted(set(only or []) - set(CONTENDERS))
+    if unknown:
+        raise ConfigError(f"--only {', '.join(unknown)}: unknown; choose from {', '.join(CONTENDERS)}")
+    spec = ExportSpec(users=users, k=k, runs=runs, connections=connections)
+    if only:
+        spec.contenders = list(only)
+    _, report = run_bench_export(spec, out)
+    typer.echo(report, nl=False)
+
+
+@bench_app.command("shapes")
+@handles_errors
+def bench_shapes(
+    source: Annotated[Path, typer.Option(help="MovieLens-100K's u.data.")] = Path(
+        "../shared/data/ml-100k/u.data"
+    ),
+    out: Annotated[
+        Path, typer.Option(help="Folder for the derived files (conf/ml100k-*.toml read them).")
+    ] = Path("data/derived"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Derive MovieLens-100K in other data shapes (half-star ratings with a header; play counts, no time)."""
+    from recbatch.bench.shapes import derive_shapes
+    from recbatch.errors import DataError
+
+    if not source.is_file():
+        raise DataError(f"{source} not found: pass --source with the path of MovieLens-100K's u.data")
+    for name, done in derive_shapes(source, out).items():
+        typer.echo(f"wrote {done['rows']:,} rows -> {done['path']}  ({name})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -45,13 +46,42 @@ class SparkConfig(Section):
     threads_per_task: int = Field(
         1, ge=1, description="TensorFlow/BLAS threads per Python worker, so tasks do not oversubscribe cores."
     )
-    conf: dict[str, str] = Field(default_factory=dict, description="Extra spark.* settings, passed as-is.")
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra spark.* settings (metastore ones too); under spark-submit its own values win.",
+    )
+    catalog: Literal["auto", "in-memory", "hive"] = Field(
+        "auto",
+        description="Spark catalog: 'hive' (a metastore: embedded Derby under <workdir>/catalog unless "
+        "[spark].conf or the platform names one), 'in-memory', or 'auto' (hive when publish.catalog_table is set).",
+    )
+    preflight: Literal["auto", "always", "off"] = Field(
+        "auto",
+        description="Before the stages, a tiny Spark job checks that executors import recbatch, numpy, pyarrow "
+        "and pandas at the driver's versions and reach the workdir: 'auto' (when the master is not local), "
+        "'always', or 'off'.",
+    )
+    preflight_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="The pre-flight job fails if no executor has answered within this many seconds.",
+    )
 
 
 class PathsConfig(Section):
     """Where artifacts go."""
 
-    workdir: str = Field("out/recbatch", description="Root for runs/, published/ and locks/.")
+    workdir: str = Field(
+        "out/recbatch",
+        description="Root for runs/, published/ and locks/: a local folder (relative ones are made absolute "
+        "at load) or a storage URI: file://, hdfs://, s3a://, gs://, abfs://.",
+    )
+    lock_stale_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="A lock whose holder stopped heartbeating this long ago is taken over (logged). "
+        "On the holder's own host a dead process frees it at once.",
+    )
 
     @field_validator("workdir")
     @classmethod
@@ -59,11 +89,25 @@ class PathsConfig(Section):
         # An empty workdir would put runs/, published/ and locks/ in whatever folder cron starts in.
         if not value.strip():
             raise ValueError("must name a folder or storage URI, e.g. out/recbatch")
-        return value
+        from recbatch.storage import location
+
+        # Qualified once, here: a relative workdir means the same folder to every stage and to
+        # executors whose working directory is not the driver's.
+        return location(value).uri
 
 
 class InputConfig(Section):
     """The raw interaction log and how its columns map onto recbatch's names."""
+
+    @field_validator("user_id_pattern", "item_id_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression ({exc}); e.g. '[0-9]+'") from None
+        return value or None
 
     path: str = Field("data/demo/events.csv", description="A file, a directory of part files, or a glob.")
     format: Literal["csv", "tsv", "jsonl", "parquet"] = Field("csv", description="File format.")
@@ -76,6 +120,12 @@ class InputConfig(Section):
     )
     user_col: str = Field("user_id", description="Column holding the user id.")
     item_col: str = Field("item_id", description="Column holding the item id.")
+    user_id_pattern: str | None = Field(
+        None,
+        description="Regular expression a user id must match whole, e.g. '[0-9]+' for numeric ids; "
+        "others are quarantined as bad_user_id (none: any non-blank id).",
+    )
+    item_id_pattern: str | None = Field(None, description="The same for item ids (bad_item_id).")
     rating_col: str | None = Field(
         "rating", description='Column holding an explicit rating; "" if the input has none.'
     )
@@ -161,7 +211,10 @@ class PrepareConfig(Section):
     default_event: str = Field(
         "interaction", description="Event type assumed when the input has no event column."
     )
-    rating_min: float = Field(1.0, description="Smallest valid rating; smaller ones are quarantined.")
+    rating_min: float = Field(
+        0.0,
+        description="Smallest valid rating; smaller ones are quarantined (0.0 keeps half-star scales, 0.5-5).",
+    )
     rating_max: float = Field(5.0, description="Largest valid rating; larger ones are quarantined.")
     min_rating: float | None = Field(
         None, description="Explicit feedback: aggregated mean ratings below this are not positives."
@@ -223,8 +276,9 @@ class PrepareConfig(Section):
     )
     split: Literal["leave_last_n", "time_cutoff", "random"] = Field(
         "leave_last_n",
-        description="leave_last_n: each user's latest test_per_user items; time_cutoff: interactions in the "
-        "last split_days days; random: a seeded test_fraction of each user's items.",
+        description="leave_last_n: each user's latest test_per_user items (no timestamp column: that many "
+        "seeded random items, with a warning); time_cutoff: interactions in the last split_days days; random: "
+        "a seeded test_fraction of each user's items.",
     )
     split_days: int = Field(
         7, ge=1, description="time_cutoff split: days before the run date's end held out."
@@ -235,6 +289,21 @@ class PrepareConfig(Section):
         "",
         description='Keep id -> index stable across runs: "auto" (the latest earlier dt= run in the workdir), '
         'a prepared/ folder of an earlier run, or "" (fresh vocabularies in id order).',
+    )
+
+    quarantine_warn: float = Field(
+        0.005,
+        ge=0.0,
+        le=1.0,
+        description="A quarantined share of rows above this is a warning in the summary, naming each "
+        "reason and the key that decides it.",
+    )
+    quarantine_fail: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="A quarantined share of rows above this fails prepare and run (exit 3) once the report "
+        "is written; 1.0: never fail.",
     )
 
     @field_validator("event_weights")
@@ -261,6 +330,10 @@ class PrepareConfig(Section):
     def _rating_range(self) -> PrepareConfig:
         if self.rating_min > self.rating_max:
             raise ValueError(f"rating_min ({self.rating_min}) is above rating_max ({self.rating_max})")
+        if self.quarantine_warn > self.quarantine_fail:
+            raise ValueError(
+                f"quarantine_warn ({self.quarantine_warn}) is above quarantine_fail ({self.quarantine_fail})"
+            )
         return self
 
 
@@ -303,7 +376,33 @@ class TrainConfig(Section):
         3, ge=1, description="Stop after this many epochs without a better validation NDCG."
     )
     refit: bool = Field(
-        True, description="After early stopping, retrain on all of train for the best epoch count."
+        True,
+        description="Within the fit on the train split: after early stopping, retrain on all of train for "
+        "the best epoch count (train.final_fit decides what the published model sees).",
+    )
+    final_fit: Literal["all", "train"] = Field(
+        "all",
+        description="The published model: 'all' refits it on every prepared interaction (train + test) once "
+        "evaluation is done, for the epochs chosen on validation; 'train' publishes the evaluated model.",
+    )
+    weighting: Literal["none", "log", "confidence"] = Field(
+        "none",
+        description="How much each positive counts in the loss: none (once each), log (1 + log(1 + s)), "
+        "confidence (1 + weight_alpha * s, as ALS); s = the pair's train.strength; scaled to mean 1.",
+    )
+    strength: Literal["weight", "count", "rating"] = Field(
+        "weight",
+        description="The strength s of a pair for train.weighting: its summed event weight (play counts via "
+        "input.weight_col), its event count, or its mean rating.",
+    )
+    weight_alpha: float = Field(
+        1.0, gt=0.0, description="weighting = 'confidence': the alpha of 1 + alpha * s."
+    )
+    recency_half_life: float | None = Field(
+        None,
+        gt=0.0,
+        description="Weigh each positive by 0.5^(n / half_life), n = the user's interactions newer than it, so "
+        "what a user did last counts most (none: off; ignored, with a warning, without timestamps).",
     )
     input: Literal["auto", "memory", "stream"] = Field(
         "auto",
@@ -498,6 +597,22 @@ class PublishConfig(Section):
 
     table: str = Field("recommendations", description="Table name under <workdir>/published/.")
     keep_versions: int = Field(3, ge=1, description="Versions kept per date; older ones are removed.")
+    catalog_table: str | None = Field(
+        None,
+        description="Also register each published version in this Spark catalog table, '[db.]name' "
+        "(Parquet, partitioned by dt; one metastore call swaps a date's partition). None: no catalog table.",
+    )
+
+    @field_validator("catalog_table", mode="before")
+    @classmethod
+    def _catalog_name(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not re.fullmatch(
+            r"([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*", value
+        ):
+            raise ValueError("must be [db.]name of letters, digits and '_', e.g. 'db.recommendations'")
+        return value
 
     @field_validator("table")
     @classmethod
@@ -507,15 +622,226 @@ class PublishConfig(Section):
         return value
 
 
+class JdbcExportConfig(Section):
+    """`export.formats = ["jdbc"]`: the table written into a database over JDBC, swapped in whole."""
+
+    url: str = Field("", description="JDBC URL, e.g. jdbc:postgresql://db:5432/app; never a password in it.")
+    table: str = Field(
+        "recommendations",
+        description="The live table the application reads: [schema.]name, lower-case letters, digits, _.",
+    )
+    user: str | None = Field(None, description="Database user (none: the driver's default).")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password (never put it in the TOML)."
+    )
+    password_file: str | None = Field(None, description="File whose first line is the password.")
+    driver: str | None = Field(
+        None, description="JDBC driver class (none: org.postgresql.Driver for jdbc:postgresql: URLs)."
+    )
+    driver_jar: str | None = Field(
+        None,
+        description="The driver's jar, put on spark.jars (none: Debian's /usr/share/java/postgresql.jar "
+        "for PostgreSQL URLs, when it exists).",
+    )
+    batch_size: int = Field(10_000, ge=1, description="Rows per JDBC batch insert.")
+    connections: int = Field(
+        2, ge=1, description="Parallel connections writing the staging table (Spark's numPartitions)."
+    )
+    keep_previous: bool = Field(
+        True, description="Keep the replaced table as <table>__previous (false: drop it in the swap)."
+    )
+    column_types: str | None = Field(
+        None,
+        description="Column types of the created table (Spark's createTableColumnTypes), "
+        "e.g. 'user_id VARCHAR(64), item_id VARCHAR(64)' (none: the database dialect's defaults).",
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra driver connection properties; PostgreSQL gets reWriteBatchedInserts=true "
+        "unless set here.",
+    )
+
+    @model_validator(mode="after")
+    def _no_password_in_url(self) -> JdbcExportConfig:
+        # A model-level check: the error names the section, never echoes the URL (and its secret).
+        if "password" in self.url.lower() or any(k.lower() == "password" for k in self.properties):
+            raise ValueError(
+                "export.jdbc.url and properties must not hold the password: use password_env or password_file"
+            )
+        if self.url and not self.url.startswith("jdbc:"):
+            raise ValueError("export.jdbc.url must start with jdbc:, e.g. jdbc:postgresql://db:5432/app")
+        return self
+
+    @field_validator("table")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        import re
+
+        # Unquoted lower-case identifiers mean the same table in every SQL dialect; 30 characters
+        # leave room for the staging suffix within PostgreSQL's 63.
+        if not re.fullmatch(r"([a-z_][a-z0-9_]{0,29}\.)?[a-z_][a-z0-9_]{0,29}", value):
+            raise ValueError(
+                "must be [schema.]name of lower-case letters, digits and _ (30 characters at most)"
+            )
+        return value
+
+
+class RedisExportConfig(Section):
+    """`export.formats = ["redis"]`: one key per user in a versioned key space, one pointer swapped."""
+
+    url: str = Field(
+        "redis://127.0.0.1:6379/0", description="redis://host:port/db (or rediss://); never a password in it."
+    )
+    prefix: str = Field(
+        "recbatch:recommendations",
+        description="Key prefix: keys are <prefix>:<run_id>:<user_id>, the pointer <prefix>:current.",
+    )
+    ttl_seconds: int = Field(
+        86_400, ge=1, description="How long a replaced version's keys stay readable after the pointer moves."
+    )
+    password_env: str | None = Field(None, description="Environment variable holding the password.")
+    password_file: str | None = Field(None, description="File whose first line is the password.")
+    batch_size: int = Field(
+        1_000,
+        ge=1,
+        description="Keys per MSET command; each Spark task pipelines its commands on one connection.",
+    )
+
+    @model_validator(mode="after")
+    def _redis_url(self) -> RedisExportConfig:
+        from urllib.parse import urlsplit
+
+        # A model-level check: the error names the section, never echoes the URL (and its secret).
+        parts = urlsplit(self.url)
+        if parts.password or "password=" in parts.query.lower():
+            raise ValueError("export.redis.url must not hold the password: use password_env or password_file")
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("export.redis.url must be redis://host:port/db or rediss://host:port/db")
+        return self
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        import re
+
+        # No glob characters: the prefix goes into SCAN MATCH patterns unescaped.
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value) or value.endswith(":"):
+            raise ValueError("must be letters, digits and _ . : - (not ending in ':')")
+        return value
+
+
 class ExportConfig(Section):
     """Exports of the published table for serving systems (`recbatch export`, and `run` when set)."""
 
-    formats: list[Literal["csv", "jsonl", "sqlite"]] = Field(
+    formats: list[Literal["csv", "jsonl", "sqlite", "jdbc", "redis"]] = Field(
         default_factory=list,
         description="csv: one row per recommendation; jsonl: one line per user with its ranked items; "
-        "sqlite: a database file with an indexed table. Empty: `run` exports nothing.",
+        "sqlite: a database file with an indexed table; jdbc: a database table over JDBC ([export.jdbc]); "
+        "redis: one key per user ([export.redis]). Empty: `run` exports nothing.",
     )
-    dir: str | None = Field(None, description="Where exports go (none: <workdir>/exports).")
+    dir: str | None = Field(None, description="Where file exports go (none: <workdir>/exports).")
+    jdbc: JdbcExportConfig = Field(default_factory=JdbcExportConfig)
+    redis: RedisExportConfig = Field(default_factory=RedisExportConfig)
+
+    @model_validator(mode="after")
+    def _targets_named(self) -> ExportConfig:
+        if "jdbc" in self.formats and not self.jdbc.url:
+            raise ValueError(
+                "export.formats has 'jdbc' but export.jdbc.url is empty: set it, "
+                "e.g. jdbc:postgresql://db:5432/app"
+            )
+        if self.jdbc.url and not self.jdbc.url.startswith("jdbc:postgresql:") and not self.jdbc.driver:
+            raise ValueError(
+                "export.jdbc.driver is needed for a non-PostgreSQL URL, e.g. com.mysql.cj.jdbc.Driver"
+            )
+        return self
+
+
+class GateConfig(Section):
+    """The quality gate a new table must pass before it replaces the current one (recbatch.ops.gate)."""
+
+    enabled: bool = Field(
+        True, description="Compare each publish with the current table; refuse on a failed check."
+    )
+    max_metric_drop: float = Field(
+        0.2, ge=0.0, description="Largest relative drop of the model's evaluation NDCG@primary_k."
+    )
+    max_rows_drop: float = Field(0.5, ge=0.0, description="Largest relative drop of the row count.")
+    max_users_drop: float = Field(0.2, ge=0.0, description="Largest relative drop of the users covered.")
+    max_coverage_drop: float = Field(
+        0.5, ge=0.0, description="Largest relative drop of the distinct items recommended."
+    )
+    min_mean_overlap: float = Field(
+        0.05, ge=0.0, le=1.0, description="Smallest mean Jaccard overlap of users' lists with the baseline's."
+    )
+    max_replaced_share: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of users whose list shares no item with the baseline's.",
+    )
+
+
+class MonitoringConfig(Section):
+    """Files monitoring reads after each run: a Prometheus textfile and the run records."""
+
+    textfile: str | None = Field(
+        None,
+        description="Prometheus textfile-collector file to write after each run, e.g. "
+        "/var/lib/node_exporter/textfile_collector/recbatch.prom (none: <workdir>/monitoring/recbatch.prom "
+        "on a local workdir, nothing on a remote one).",
+    )
+
+
+class SimilarConfig(Section):
+    """Similar items (`recbatch similar`, and a stage of `run` when enabled): top-K other items per item."""
+
+    enabled: bool = Field(False, description="Also compute and publish similar items in `recbatch run`.")
+    k: int = Field(20, ge=1, description="Similar items per item.")
+    metric: Literal["cosine", "dot"] = Field(
+        "cosine", description="Item-to-item score over the model's item factors: cosine or raw dot product."
+    )
+    items: str | None = Field(
+        None, description="Parquet table with an item_id column: similar items for these only (none: all)."
+    )
+    table: str = Field("similar_items", description="Table name under <workdir>/published/.")
+    baseline: bool = Field(
+        True,
+        description="Also compute the co-occurrence baseline (cosine of item co-occurrence counts, in Spark) "
+        "and the hit-rate report beside the model's lists.",
+    )
+    max_items_per_user: int = Field(
+        500,
+        ge=2,
+        description="Co-occurrence baseline: only each user's most recent N items pair up "
+        "(bounds the self-join's sum of squared user activity).",
+    )
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _empty_items_is_none(cls, value: str | None) -> str | None:
+        return None if value == "" else value
+
+    @field_validator("table")
+    @classmethod
+    def _plain_table(cls, value: str) -> str:
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError("table must be a plain name without '/' and not starting with '.'")
+        return value
+
+
+class AudienceConfig(Section):
+    """Audiences (`recbatch audience`): the top-N users of every item, users who interacted excluded."""
+
+    k: int = Field(100, ge=1, description="Users per item.")
+    table: str = Field("audiences", description="Table name under <workdir>/published/.")
+
+    @field_validator("table")
+    @classmethod
+    def _plain_table(cls, value: str) -> str:
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError("table must be a plain name without '/' and not starting with '.'")
+        return value
 
 
 class Config(Section):
@@ -532,12 +858,50 @@ class Config(Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    similar: SimilarConfig = Field(default_factory=SimilarConfig)
+    audience: AudienceConfig = Field(default_factory=AudienceConfig)
 
     @model_validator(mode="after")
     def _explicit_needs_ratings(self) -> Config:
         if self.prepare.feedback == "explicit" and self.input.rating_col is None:
             raise ValueError(
                 "prepare.feedback = 'explicit' needs input.rating_col (the column holding ratings)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _time_settings_need_timestamps(self) -> Config:
+        # Without a timestamp column every event has ts 0: a time cutoff or window would hold out
+        # or drop everything. leave_last_n switches to a seeded random draw instead (prep/split.py).
+        if self.input.timestamp_col is not None:
+            return self
+        if self.prepare.split == "time_cutoff":
+            raise ValueError(
+                "prepare.split = 'time_cutoff' needs input.timestamp_col; without timestamps use "
+                "split = 'leave_last_n' (N seeded random items per user) or 'random'"
+            )
+        if self.prepare.window_days is not None:
+            raise ValueError("prepare.window_days needs input.timestamp_col (the input has no event times)")
+        return self
+
+    @model_validator(mode="after")
+    def _rating_strength_needs_ratings(self) -> Config:
+        if (
+            self.train.weighting != "none"
+            and self.train.strength == "rating"
+            and self.input.rating_col is None
+        ):
+            raise ValueError("train.strength = 'rating' needs input.rating_col (the input has no ratings)")
+        return self
+
+    @model_validator(mode="after")
+    def _catalog_table_needs_hive(self) -> Config:
+        # An in-memory catalog forgets its tables when the session ends: readers would find nothing.
+        if self.publish.catalog_table and self.spark.catalog == "in-memory":
+            raise ValueError(
+                "publish.catalog_table needs a persistent catalog: set spark.catalog = 'hive' or 'auto'"
             )
         return self
 

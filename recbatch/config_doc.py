@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel
+
 from recbatch.config import Config
 
 HEADER = """\
@@ -42,12 +44,20 @@ def defaults_template() -> str:
     lines = [HEADER]
     defaults = Config()
     for name in Config.model_fields:
-        section = getattr(defaults, name)
-        lines.append(f"[{name}]")
-        lines.append(f"# {(type(section).__doc__ or '').strip().splitlines()[0]}")
-        for key, field in type(section).model_fields.items():
-            rendered = _toml_value(getattr(section, key))
-            lines.append(f"# {field.description}")
-            lines.append(f"{key} = {rendered}" if rendered is not None else f"# {key} =")
-        lines.append("")
+        lines += _section_lines(name, getattr(defaults, name))
     return "\n".join(lines)
+
+
+def _section_lines(name: str, section: BaseModel) -> list[str]:
+    """One [name] table; a key that is itself a section follows as its own [name.key] table."""
+    lines = [f"[{name}]", f"# {(type(section).__doc__ or '').strip().splitlines()[0]}"]
+    nested: list[str] = []
+    for key, field in type(section).model_fields.items():
+        value = getattr(section, key)
+        if isinstance(value, BaseModel):
+            nested += _section_lines(f"{name}.{key}", value)
+            continue
+        rendered = _toml_value(value)
+        lines.append(f"# {field.description}")
+        lines.append(f"{key} = {rendered}" if rendered is not None else f"# {key} =")
+    return [*lines, "", *nested]

@@ -124,13 +124,13 @@ def tiny_config(root: Path, model: str, **train) -> Config:
 
 @contextmanager
 def lock_held_elsewhere(lock: Path, holder: str) -> Iterator[None]:
-    """Another process holds the workdir lock `lock` (as `holder`) until the block ends."""
+    """Another process holds the workdir lock in folder `lock` (as `holder`) until the block ends."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import time; from pathlib import Path; from recbatch.ops.lock import workdir_lock\n"
-            f"with workdir_lock(Path({str(lock)!r}), {holder!r}):\n"
+            "import time; from recbatch.ops.lock import workdir_lock\n"
+            f"with workdir_lock({str(lock)!r}, {holder!r}):\n"
             "    print('held', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,

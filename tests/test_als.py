@@ -6,9 +6,9 @@ import numpy as np
 
 from recbatch.artifacts import write_factors
 from recbatch.config import AlsConfig
-from recbatch.core.files import write_json
 from recbatch.evaluate.als import als_factors
 from recbatch.evaluate.stage import run_evaluate
+from recbatch.storage import write_json
 from tests.builders import clustered_data, tiny_config, write_prepared
 
 
@@ -16,7 +16,12 @@ def test_als_factors_cover_every_index_and_learn_the_clusters(spark, tmp_path):
     data = clustered_data(n_users=40, n_items=30, per_user=8, seed=1)
     layout = write_prepared(tmp_path, data)
     users, items = als_factors(
-        spark, layout.train, 40, 30, AlsConfig(rank=4, max_iter=8, reg=0.05, alpha=5.0)
+        spark,
+        layout.train,
+        40,
+        30,
+        AlsConfig(rank=4, max_iter=8, reg=0.05, alpha=5.0),
+        str(tmp_path / "ckpt"),
     )
     assert users.shape == (40, 4) and items.shape == (30, 4)
     assert np.isfinite(users).all() and np.isfinite(items).all()
@@ -35,7 +40,8 @@ def test_als_baseline_is_reported_beside_the_model_and_beats_popularity(spark, t
     write_factors(layout.user_factors, "user_idx", np.ones((n_users, 1), np.float32))
     write_factors(layout.item_factors, "item_idx", np.ones((n_items, 1), np.float32))
     write_json(layout.model_manifest, {"model": "mf", "score_activation": "identity"})
-    extra = {"als": als_factors(spark, layout.train, n_users, n_items, AlsConfig(rank=4, max_iter=10))}
+    als = AlsConfig(rank=4, max_iter=10)
+    extra = {"als": als_factors(spark, layout.train, n_users, n_items, als, str(tmp_path / "ckpt"))}
     config = tiny_config(tmp_path, "mf")
     config.evaluate.baselines = ["popularity", "als"]
     config.evaluate.report = False
@@ -51,8 +57,8 @@ def test_als_grid_picks_the_best_validation_point(spark, tmp_path):
     layout = write_prepared(tmp_path, data)
     params = AlsConfig(rank=4, max_iter=3, grid_reg=[0.05, 1e4], grid_alpha=[5.0])
     assert [(p.rank, p.reg, p.alpha) for p in grid(params)] == [(4, 0.05, 5.0), (4, 1e4, 5.0)]
-    best, trials = pick_params(spark, layout.train, 40, 30, params)
+    best, trials = pick_params(spark, layout.train, 40, 30, params, str(tmp_path / "ckpt"))
     assert len(trials) == 2 and best.reg == 0.05  # a huge regParam shrinks every factor to ~0
     assert trials[0]["val_ndcg"] > trials[1]["val_ndcg"]
-    users, items = als_factors(spark, layout.train, 40, 30, params)
+    users, items = als_factors(spark, layout.train, 40, 30, params, str(tmp_path / "ckpt"))
     assert users.shape == (40, 4) and items.shape == (30, 4)

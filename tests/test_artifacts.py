@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from recbatch.artifacts import (
     factor_shape,
     load_network,
+    model_digests,
     read_factors,
     read_manifest,
     write_factors,
@@ -68,4 +70,24 @@ def test_manifest_missing_is_data_error_and_garbage_is_pipeline_error(tmp_path):
         read_manifest(tmp_path / "manifest.json")
     (tmp_path / "manifest.json").write_text('{"model": "mf", "score_activation": "relu"}')
     with pytest.raises(PipelineError, match="score_activation='relu'"):
+        read_manifest(tmp_path / "manifest.json")
+
+
+def test_a_model_file_swapped_after_training_is_refused_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    write_factors(tmp_path / "user_factors.parquet", "user_idx", rng.normal(size=(4, 2)))
+    write_factors(tmp_path / "item_factors.parquet", "item_idx", rng.normal(size=(3, 2)))
+    (tmp_path / "model.keras").write_bytes(b"the trained model")
+    manifest = {"model": "mf", "score_activation": "sigmoid", "files_sha256": model_digests(tmp_path)}
+    assert set(manifest["files_sha256"]) == {"model.keras", "user_factors.parquet", "item_factors.parquet"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(tmp_path / "manifest.json")["model"] == "mf"
+    (tmp_path / "model.keras").write_bytes(b"another model")
+    with pytest.raises(PipelineError, match=r"model.keras does not match the sha256 train recorded"):
+        read_manifest(tmp_path / "manifest.json")
+    (tmp_path / "model.keras").write_bytes(b"the trained model")
+    write_factors(
+        tmp_path / "item_factors.parquet", "item_idx", rng.normal(size=(3, 2))
+    )  # retrained elsewhere
+    with pytest.raises(PipelineError, match=r"item_factors.parquet does not match"):
         read_manifest(tmp_path / "manifest.json")

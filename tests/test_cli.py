@@ -61,7 +61,7 @@ def test_exit_codes_are_listed():
 
 def test_every_command_that_writes_the_workdir_takes_its_lock(tmp_path):
     """While another run holds the lock, each stage command exits 5 before starting any work."""
-    lock = tmp_path / "work" / "locks" / "run.lock"
+    lock = tmp_path / "work" / "locks" / "run"
     with lock_held_elsewhere(lock, "cron run"):
         workdir = f'paths.workdir="{tmp_path / "work"}"'
         for command in (["prepare"], ["train"], ["evaluate"], ["tune"], ["score"], ["export", "-f", "csv"]):

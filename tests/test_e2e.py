@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recbatch.cli import app
+from recbatch.io.publish import published_manifest
 from tests.builders import run_cli
 from tests.conftest import REPO
 
@@ -140,6 +141,26 @@ def test_a_rerun_in_another_process_publishes_the_same_content_checksum(demo_run
     assert after["version"] != before["version"] and after["run_id"] == before["run_id"]
     assert after["content_sha256"] == before["content_sha256"]
     assert [f["content_sha256"] for f in after["files"]] == [f["content_sha256"] for f in before["files"]]
+
+
+def test_a_file_uri_workdir_publishes_the_same_table_without_symlinks(spark, demo_run):
+    """The portable protocol (commit log, claim-file lock) gives the plain path's table, row for row."""
+    tmp, config, _ = demo_run
+    uri = f"file://{tmp}/uri-work"
+    result = runner.invoke(
+        app, ["run", "--config", str(config), "--date", DATE, "--set", f'paths.workdir="{uri}"']
+    )
+    assert result.exit_code == 0, result.output
+    plain = published_manifest(tmp / "work" / "published", "recommendations", DATE)
+    portable = published_manifest(uri + "/published", "recommendations", DATE)
+    assert portable["path"].startswith(uri + "/published/recommendations/.versions/")
+    # The run id hashes the config, which names another workdir; every other column must match.
+    assert [r[:5] for r in published_rows(spark, portable["path"])] == [
+        r[:5] for r in published_rows(spark, plain["path"])
+    ]
+    table = tmp / "uri-work" / "published" / "recommendations"
+    assert not [p for p in table.rglob("*") if p.is_symlink()]  # no view: readers resolve the commit log
+    assert not list((tmp / "uri-work" / "locks" / "run").iterdir())  # the lock's claim is gone
 
 
 def test_missing_input_is_a_data_error(tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from recbatch.artifacts import write_factors
-from recbatch.core.files import write_json
 from recbatch.errors import DataError
 from recbatch.evaluate.stage import format_metrics_table, run_evaluate
+from recbatch.storage import write_json
 from recbatch.train.compare import fit_comparison_model, fit_comparison_models
 from tests.builders import clustered_data, tiny_config, write_prepared
 
@@ -110,9 +110,7 @@ def test_pipeline_evaluate_checks_its_inputs_before_fitting_extra_models(tmp_pat
         pipeline.evaluate(config, layout)
     rng = np.random.default_rng(1)
     write_model(layout, rng.normal(size=(60, 2)), rng.normal(size=(40, 2)))
-    for part in layout.test.iterdir():
-        part.unlink()
-    layout.test.rmdir()
+    layout.test.delete()
     with pytest.raises(DataError, match="run `recbatch prepare` first"):
         pipeline.evaluate(config, layout)
 

@@ -17,9 +17,23 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recbatch"
 
 STAGES = {"prep", "train", "evaluate", "score"}
 # Above the stages: wiring, commands and benchmarks, which may use any stage.
-TOP = {"cli", "pipeline", "summary", "bench", "synth", "__main__"}
+TOP = {"cli", "cron", "pipeline", "summary", "bench", "synth", "__main__"}
 # Below the stages: what every stage may share; none of these may import a stage or the top.
-LOWER = {"core", "artifacts", "io", "models", "ops", "config", "config_doc", "errors", "layout", "session"}
+LOWER = {
+    "core",
+    "artifacts",
+    "io",
+    "models",
+    "ops",
+    "config",
+    "config_doc",
+    "errors",
+    "faults",
+    "layout",
+    "session",
+    "session_settings",
+    "storage",
+}
 CORE_THIRD_PARTY = {"numpy", "pyarrow"}
 
 

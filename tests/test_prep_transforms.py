@@ -39,7 +39,7 @@ def test_each_rule_gives_its_reason_and_the_first_failing_rule_wins(spark):
         ("u1", "i1", "view", "abc", "100"),
         ("u1", "i1", "view", "NaN", "100"),
         ("u1", "i1", "view", "7", "100"),
-        ("u1", "i1", "view", "0.5", "100"),
+        ("u1", "i1", "view", "-0.5", "100"),  # below the default rating_min 0.0 (0.5 stars are valid)
         ("u1", "i1", "view", "4", "notatime"),
         ("u1", "i1", "view", "4", None),
         ("u1", "i1", "like", "4", "100"),
@@ -287,3 +287,25 @@ def test_future_and_floor_follow_the_run_date(spark):
     assert (
         with_reason(_raw(spark, rows), InputConfig(), off, "2026-01-02").where("reason IS NULL").count() == 4
     )
+
+
+def test_id_patterns_quarantine_ids_of_the_wrong_shape(spark):
+    rows = [
+        ("17", "4", "view", "4", "100"),
+        ("abc", "4", "view", "4", "100"),
+        (" 18 ", "x9", "view", "4", "100"),
+    ]
+    config = InputConfig(user_id_pattern="[0-9]+", item_id_pattern="[0-9]+")
+    got = [
+        r[REASON]
+        for r in with_reason(_raw(spark, rows), config, PrepareConfig(timestamp_floor=None)).collect()
+    ]
+    assert got == [None, "bad_user_id", "bad_item_id"]
+
+
+def test_a_broken_id_pattern_is_a_config_error():
+    from recbatch.config import load_config
+    from recbatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="user_id_pattern.*not a regular expression"):
+        load_config(None, ["input.user_id_pattern='[0-9'"])

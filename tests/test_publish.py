@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 
@@ -43,8 +44,11 @@ def test_publish_then_rerun_replaces_the_date(spark, tmp_path):
     manifest = _publish(spark, tmp_path, "r1", first)
     table = tmp_path / "recommendations"
     pointer = table / f"dt={DATE}"
+    version = table / ".versions" / f"dt={DATE}" / manifest["version"]
     assert os.readlink(pointer) == f".versions/dt={DATE}/{manifest['version']}"
-    assert manifest["version"].startswith("r1-") and manifest["path"] == str(pointer)
+    assert manifest["version"].startswith("r1-") and manifest["path"] == str(version)
+    (commit,) = (table / "_commits" / f"dt={DATE}").iterdir()
+    assert commit.name == "00000001.json" and json.loads(commit.read_text())["version"] == manifest["version"]
     assert os.readlink(table / LATEST) == f"dt={DATE}"
     assert manifest["rows"] == 18 and manifest["users"] == 6 and manifest["k"] == 3
     assert manifest["model"] == "mf" and manifest["run_id"] == "r1" and manifest["date"] == DATE

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from recbatch.config import load_config
-from recbatch.core.files import write_json
 from recbatch.errors import ConfigError, LockHeldError
 from recbatch.io.input_files import input_files
 from recbatch.ops.lock import workdir_lock
 from recbatch.ops.run_id import input_fingerprint, make_run_id, parse_date
+from recbatch.storage import write_json
 from tests.builders import lock_held_elsewhere
 
 
@@ -85,7 +85,7 @@ def test_hadoop_listing_resolves_the_same_files_as_spark(spark, tmp_path):
 
 
 def test_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
-    lock = tmp_path / "locks" / "run.lock"
+    lock = tmp_path / "locks" / "run"
     with (
         lock_held_elsewhere(lock, "test holder"),
         pytest.raises(LockHeldError, match="test holder"),
@@ -94,7 +94,9 @@ def test_lock_refuses_a_second_holder_and_frees_on_exit(tmp_path):
         pass
     time.sleep(0.1)
     with workdir_lock(lock, "third"):
-        assert "third" in lock.read_text()
+        (claim,) = lock.glob("*.json")
+        assert "third" in claim.read_text()
+    assert not list(lock.glob("*.json"))
 
 
 def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):

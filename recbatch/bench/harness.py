@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recbatch.core import files
+from recbatch import storage
 from recbatch.errors import ConfigError
 
 # Named sizes of the scoring benchmarks (bench score, bench network): (users, items).
@@ -213,7 +213,7 @@ def measure_command(cmd: list[str], log: Path | None = None, interval: float = 0
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """`data` as indented JSON in its own key order (the report's layout), numpy scalars as floats."""
-    files.write_json(path, data, sort_keys=False, default=float)
+    storage.write_json(path, data, sort_keys=False, default=float)
 
 
 def save_results(folder: Path, results: dict[str, Any], summarise, format_report) -> str:

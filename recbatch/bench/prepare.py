@@ -40,7 +40,7 @@ SELECT trim(user_id) AS user_id, trim(item_id) AS item_id, trim(event) AS event,
          WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user'
          WHEN item_id IS NULL OR trim(item_id) = '' THEN 'missing_item'
          WHEN rating IS NOT NULL AND trim(rating) <> '' AND (r IS NULL OR isnan(r) OR isinf(r)) THEN 'bad_rating'
-         WHEN r < 1 OR r > 5 THEN 'rating_out_of_range'
+         WHEN r < 0 OR r > 5 THEN 'rating_out_of_range'
          WHEN "timestamp" IS NULL OR trim("timestamp") = '' THEN 'missing_timestamp'
          WHEN t IS NULL OR isnan(t) OR abs(t) >= 1e13 THEN 'bad_timestamp'
          WHEN t > {day_end} THEN 'future_timestamp'

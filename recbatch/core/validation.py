@@ -3,7 +3,9 @@
 Each user with at least two train items gives up their latest one (by last_ts, ties by
 the higher item_idx), mirroring how prepare holds out test; a model is fitted on the
 rest and early stopping (train) or a grid search (the ALS baseline) watches NDCG@K of
-these held-out items.
+these held-out items. Without time information (every last_ts equal: the input had no
+timestamp column) the held-out item is a seeded random one instead: ordering by item
+index would hold out each user's largest index, and indices follow the id order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import numpy as np
 from recbatch.core.metrics import hits_matrix, ndcg
 from recbatch.core.ranking import Scorer, group_items, rank_users
 
+# Fixed, so every model and the ALS grid validate on the same items whatever their own seeds.
+VALIDATION_SEED = 0x5EED
+
 
 @dataclass
 class Split:
@@ -24,18 +29,36 @@ class Split:
     fit_items: np.ndarray
     val_users: np.ndarray
     val_items: np.ndarray
+    fit_index: np.ndarray | None = None  # positions of the fit rows in the carved arrays
+
+
+def has_time(last_ts: np.ndarray) -> bool:
+    """Whether the timestamps order anything (an input without a timestamp column gives all zeros)."""
+    return len(last_ts) > 0 and bool(np.any(last_ts != last_ts[0]))
+
+
+def pair_draw(users: np.ndarray, items: np.ndarray, seed: int = VALIDATION_SEED) -> np.ndarray:
+    """A seeded pseudo-random uint64 per (user, item), independent of row order (splitmix64)."""
+    with np.errstate(over="ignore"):
+        x = (np.asarray(users, np.uint64) << np.uint64(32)) ^ np.asarray(items, np.uint64)
+        x = x ^ np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+        x = (x + np.uint64(0x9E3779B97F4A7C15)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+        return x ^ (x >> np.uint64(31))
 
 
 def carve_validation(users: np.ndarray, items: np.ndarray, last_ts: np.ndarray, num_users: int) -> Split:
     """Hold out each user's latest train item (users with a single train item keep it)."""
-    order = np.lexsort((items, last_ts, users))  # by user, then time, then item
+    when = last_ts if has_time(last_ts) else pair_draw(users, items)
+    order = np.lexsort((items, when, users))  # by user, then time (or the draw), then item
     su = users[order]
     is_last = np.append(su[1:] != su[:-1], True)
     counts = np.bincount(users, minlength=num_users)
     held = is_last & (counts[su] >= 2)
     keep = order[~held]
     val = order[held]
-    return Split(users[keep], items[keep], users[val], items[val])
+    return Split(users[keep], items[keep], users[val], items[val], keep)
 
 
 def scorer_ndcg(scorer: Scorer, split: Split, num_users: int, k: int) -> float:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,18 +25,39 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def fit_als(spark: SparkSession, train: DataFrame, params: AlsConfig) -> ALSModel:
-    """Fit implicit ALS on (user_idx, item_idx, weight) rows; returns the fitted ALSModel."""
-    import tempfile
+@contextmanager
+def checkpoints_in(spark: SparkSession, directory: str) -> Iterator[None]:
+    """Checkpoint into `directory` while the block runs, then remove it (also on failure).
 
+    ALS checkpoints its factors every 10 sweeps only when a checkpoint dir is set; without
+    one, the lineage of repeated fits (a grid) overflows the JVM stack. `directory` belongs
+    under the work directory (the run's tmp/), which executors reach on a cluster too,
+    unlike a local temp folder of the driver.
+    """
+    spark.sparkContext.setCheckpointDir(directory)
+    try:
+        yield
+    finally:
+        _remove_dir(spark, directory)
+
+
+def _remove_dir(spark: SparkSession, directory: str) -> None:
+    """Delete through Spark's Hadoop filesystem: the view the executors wrote the checkpoints with."""
+    try:
+        path = spark._jvm.org.apache.hadoop.fs.Path(directory)
+        path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(path, True)
+    except Exception as exc:  # cleanup must not hide the error that ended the fit
+        log.warning("ALS: could not remove checkpoints under %s: %s", directory, exc)
+
+
+def fit_als(spark: SparkSession, train: DataFrame, params: AlsConfig) -> ALSModel:
+    """Fit implicit ALS on (user_idx, item_idx, weight) rows; returns the fitted ALSModel.
+
+    Run it inside `checkpoints_in` (als_factors and pick_params do).
+    """
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import functions as F
 
-    sc = spark.sparkContext
-    if sc.getCheckpointDir() is None:
-        # ALS checkpoints its factors every 10 sweeps only when a checkpoint dir is set;
-        # without one, the lineage of repeated fits (a grid) overflows the JVM stack.
-        sc.setCheckpointDir(tempfile.mkdtemp(prefix="recbatch-als-checkpoints-"))
     ratings = train.select(
         F.col("user_idx").cast("int").alias("user_idx"),
         F.col("item_idx").cast("int").alias("item_idx"),
@@ -79,10 +102,24 @@ def grid(params: AlsConfig) -> list[AlsConfig]:
 
 
 def pick_params(
-    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig, k: int = 10
+    spark: SparkSession,
+    train_path: Path,
+    num_users: int,
+    num_items: int,
+    params: AlsConfig,
+    checkpoint_dir: str,
+    k: int = 10,
 ) -> tuple[AlsConfig, list[dict[str, float]]]:
     """The grid point with the best validation NDCG@k; validation = each user's latest train item
-    (the same split the Keras models stop on), never the test split."""
+    (the same split the Keras models stop on), never the test split. Checkpoints go under
+    `checkpoint_dir`, removed afterwards."""
+    with checkpoints_in(spark, checkpoint_dir):
+        return _pick(spark, train_path, num_users, num_items, params, k)
+
+
+def _pick(
+    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig, k: int
+) -> tuple[AlsConfig, list[dict[str, float]]]:
     from pyspark.sql import functions as F
 
     from recbatch.artifacts import read_pairs, read_times
@@ -123,18 +160,26 @@ def pick_params(
 
 
 def als_factors(
-    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig
+    spark: SparkSession,
+    train_path: Path,
+    num_users: int,
+    num_items: int,
+    params: AlsConfig,
+    checkpoint_dir: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train ALS on the prepared train split and return (user factors, item factors) by dense index.
 
     With [als] grid lists set, the grid point with the best validation NDCG is picked
-    first (`pick_params`) and refitted on all of train.
+    first (`pick_params`) and refitted on all of train. Checkpoints go under
+    `checkpoint_dir` (e.g. <workdir>/runs/dt=<date>/tmp/als-checkpoints) and are removed
+    when the fit ends, whether it succeeds or fails.
     """
-    if len(grid(params)) > 1:
-        params, _ = pick_params(spark, train_path, num_users, num_items, params)
-        log.info("ALS grid: picked rank %d reg %g alpha %g", params.rank, params.reg, params.alpha)
-    model = fit_als(spark, spark.read.parquet(str(train_path)), params)
-    return (
-        factor_matrix(model.userFactors, num_users, params.rank),
-        factor_matrix(model.itemFactors, num_items, params.rank),
-    )
+    with checkpoints_in(spark, checkpoint_dir):
+        if len(grid(params)) > 1:
+            params, _ = _pick(spark, train_path, num_users, num_items, params, 10)
+            log.info("ALS grid: picked rank %d reg %g alpha %g", params.rank, params.reg, params.alpha)
+        model = fit_als(spark, spark.read.parquet(str(train_path)), params)
+        return (
+            factor_matrix(model.userFactors, num_users, params.rank),
+            factor_matrix(model.itemFactors, num_items, params.rank),
+        )

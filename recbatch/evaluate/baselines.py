@@ -8,12 +8,16 @@ item index exactly as for the models. The Spark ALS baseline is in `recbatch.eva
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from recbatch.config import EvaluateConfig
 from recbatch.core.ranking import DotScorer, Scorer
+from recbatch.core.validation import has_time
+
+log = logging.getLogger(__name__)
 
 DAY = 86_400
 
@@ -47,6 +51,11 @@ def popularity_scorers(
     if "popularity" in ecfg.baselines:
         scorers["popularity"] = DotScorer(ones, popularity[:, None], block)
     if "popularity_recent" in ecfg.baselines:
-        recent = recent_popularity(train_items, train_times(), len(popularity), ecfg.window_days)
+        times = train_times()
+        if not has_time(times):
+            # Every last_ts equal (no timestamp column): "recent" would be popularity again.
+            log.warning("evaluate: popularity_recent skipped: the prepared data has no event times")
+            return scorers
+        recent = recent_popularity(train_items, times, len(popularity), ecfg.window_days)
         scorers["popularity_recent"] = DotScorer(ones, recent[:, None].astype(np.float64), block)
     return scorers

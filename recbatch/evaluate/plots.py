@@ -8,9 +8,11 @@ metrics dict alone, so plots can be rebuilt from metrics.json.
 
 from __future__ import annotations
 
+import io
 import os
-from pathlib import Path
 from typing import Any
+
+from recbatch.storage import Location, location
 
 
 def _pyplot() -> Any:
@@ -23,13 +25,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(plt: Any, fig: Any, path: Path) -> None:
+def _save(plt: Any, fig: Any, path: Location) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    location(path).write_bytes(buffer.getvalue())
 
 
-def training_curves(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
+def training_curves(plt: Any, metrics: dict[str, Any], path: Location) -> bool:
     """Loss and validation NDCG per epoch of every trained model with a history; False if none."""
     histories = {m: h for m, h in metrics.get("histories", {}).items() if h.get("loss")}
     if not histories:
@@ -48,7 +52,7 @@ def training_curves(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def metric_bars(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
+def metric_bars(plt: Any, metrics: dict[str, Any], path: Location) -> bool:
     """HR, NDCG and MRR at the primary K of every model and baseline, as grouped bars."""
     k, names = metrics["primary_k"], list(metrics["models"])
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(names)), 4))
@@ -64,7 +68,7 @@ def metric_bars(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def recall_at_k(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
+def recall_at_k(plt: Any, metrics: dict[str, Any], path: Location) -> bool:
     """Recall at every K, one line per model and baseline."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in metrics["models"]:
@@ -80,7 +84,7 @@ def recall_at_k(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def long_tail(plt: Any, metrics: dict[str, Any], path: Path) -> bool:
+def long_tail(plt: Any, metrics: dict[str, Any], path: Location) -> bool:
     """Share of top-K slots per item-popularity decile; False without long-tail figures."""
     tails = metrics.get("long_tail", {})
     if not tails:
@@ -106,7 +110,7 @@ PLOTS = (
 )
 
 
-def write_plots(metrics: dict[str, Any], out: Path) -> list[tuple[str, str]]:
+def write_plots(metrics: dict[str, Any], out: Location) -> list[tuple[str, str]]:
     """Draw every plot the metrics allow into `out`; returns (title, file name) of those made."""
     plt = _pyplot()
     return [(title, file) for title, file, draw in PLOTS if draw(plt, metrics, out / file)]

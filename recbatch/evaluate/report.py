@@ -8,12 +8,11 @@ rebuilt from metrics.json alone.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from recbatch.core.files import write_text_atomic
 from recbatch.core.metrics import BEYOND_ACCURACY, METRIC_NAMES
 from recbatch.evaluate.plots import write_plots
+from recbatch.storage import Location, location
 
 SAMPLED_WARNING = (
     "> **Warning: sampled protocol.** Each test item was ranked among a sample of unseen items "
@@ -138,10 +137,10 @@ def render_markdown(metrics: dict[str, Any], plots: list[tuple[str, str]]) -> st
     return "\n".join(lines)
 
 
-def write_report(metrics: dict[str, Any], out_dir: Path) -> Path:
+def write_report(metrics: dict[str, Any], out_dir: Location) -> Location:
     """Write report.md and the PNG plots into `out_dir`; returns the report path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = location(out_dir)
     plots = write_plots(metrics, out_dir)
     path = out_dir / "report.md"
-    write_text_atomic(path, render_markdown(metrics, plots))
+    path.write_text(render_markdown(metrics, plots))
     return path

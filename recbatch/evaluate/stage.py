@@ -26,7 +26,6 @@ import numpy as np
 
 from recbatch.artifacts import check_range, read_factors, read_manifest, read_network, read_pairs, read_times
 from recbatch.config import Config
-from recbatch.core.files import write_json
 from recbatch.core.metrics import ranking_metrics
 from recbatch.core.ranking import (
     DotScorer,
@@ -43,6 +42,7 @@ from recbatch.evaluate.diagnostics import long_tail, personalisation
 from recbatch.evaluate.table import format_metrics_table
 from recbatch.evaluate.two_stage import two_stage
 from recbatch.layout import RunLayout
+from recbatch.storage import write_json
 
 log = logging.getLogger(__name__)
 

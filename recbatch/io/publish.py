@@ -1,17 +1,17 @@
-"""Atomic publishing of a recommendation table: write to staging, validate, then swap a pointer.
+"""Atomic publishing of a recommendation table: write a new version, validate it, then commit it.
 
-    <root>/<table>/.versions/dt=<date>/<run_id>/   part-NNNNN-<run_id>.snappy.parquet, _manifest.json, _SUCCESS
-    <root>/<table>/dt=<date>  -> .versions/dt=<date>/<run_id>   (relative symlink, swapped atomically)
-    <root>/<table>/_latest    -> dt=<newest date>
+    <root>/<table>/.versions/dt=<date>/<version>/   part-NNNNN-<version>.snappy.parquet, _SUCCESS, _manifest.json
+    <root>/<table>/_commits/dt=<date>/<seq>.json    the commit that makes a version current (io/versions)
 
-Readers use `spark.read.parquet("<root>/<table>/dt=<date>")` (or the whole `<root>/<table>`,
-which Spark reads as a table partitioned by `dt`: dot- and underscore-prefixed entries are
-hidden from it). The pointer is replaced with rename(2), so a reader resolves either the old
-or the new complete version, never a partial one. Part file names carry the run id, so a
-reader that listed the old version and opens files after a swap fails loudly instead of
-mixing versions; `read_published` resolves the pointer first and cannot straddle a swap.
-The manifest is `_manifest.json` (underscore: Spark must not take it for a data file).
-Needs a POSIX filesystem (local or shared mount) for symlinks and atomic rename.
+Readers call `read_published` (or resolve `_commits` themselves, or use the catalog table
+when `publish.catalog_table` is set); on a plain local path the `dt=<date>` and `_latest`
+symlinks are a view of the same commits, so `spark.read.parquet("<root>/<table>")` reads
+the current versions as a table partitioned by `dt`. A version is written in place,
+validated, given its manifest last, and only then committed: a version without a manifest
+is unfinished and never current. Part file names carry the version, so a reader that
+listed an old version and opens files later fails loudly instead of mixing versions. The
+same protocol runs on local disks, HDFS and object stores (no symlink, rename of a folder
+or file lock is needed; see recbatch.storage).
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recbatch.core.files import parquet_content_sha256, sha256_file, write_json
-from recbatch.errors import DataError, PipelineError
+from recbatch.core.files import parquet_content_sha256_stream, sha256_stream
+from recbatch.errors import PipelineError
+from recbatch.faults import pause_point
+from recbatch.io import versions as versions_
 from recbatch.io.table_checks import validate_recommendations
+from recbatch.io.versions import LATEST, MANIFEST
+from recbatch.storage import Location, location
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,10 @@ if TYPE_CHECKING:
 
     from recbatch.config import PublishConfig
 
-MANIFEST = "_manifest.json"
-LATEST = "_latest"
+# gate(staged table, table folder, date) -> the gate's record for the manifest (raises to refuse)
+Gate = Callable[["DataFrame", Location, str], dict[str, Any]]
+
+__all__ = ["LATEST", "MANIFEST", "publish_table", "published_manifest", "read_published"]
 _CORE_KEYS = (
     "table",
     "date",
@@ -54,6 +58,7 @@ _CORE_KEYS = (
     "files",
     "content_sha256",
     "created_at",
+    "gate",
 )
 
 
@@ -63,90 +68,33 @@ def _plain(kind: str, value: str) -> str:
     return value
 
 
-def _tidy_parts(staging: Path, version: str) -> list[dict[str, Any]]:
+def _tidy_parts(version_dir: Location, version: str) -> list[dict[str, Any]]:
     """Give part files stable names, drop Hadoop's .crc side files, and checksum the parts.
 
     `sha256` covers the whole file; `content_sha256` only its pages, which stays equal for
-    the same data written by another JVM (core.files.parquet_content_sha256).
+    the same data written by another JVM (core.files.parquet_content_sha256_stream). On
+    object stores, where a rename is a copy, Spark's own part names are kept.
     """
-    for crc in staging.glob(".*.crc"):
-        crc.unlink()
+    for crc in version_dir.glob(".*.crc"):
+        crc.delete()
     files = []
-    for i, part in enumerate(sorted(staging.glob("part-*"))):
-        target = staging / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
-        part.rename(target)
-        files.append(
-            {
-                "path": target.name,
-                "bytes": target.stat().st_size,
-                "sha256": sha256_file(target),
-                "content_sha256": parquet_content_sha256(target),
-            }
-        )
+    for i, part in enumerate(version_dir.glob("part-*")):
+        target = part
+        if not version_dir.is_object_store:
+            target = version_dir / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
+            part.move_to(target)
+        size = target.size()
+        with target.open_input() as handle:
+            whole = sha256_stream(handle)
+            content = parquet_content_sha256_stream(handle, size, str(target))
+        files.append({"path": target.name, "bytes": size, "sha256": whole, "content_sha256": content})
     return files
 
 
-def _check_pointer(pointer: Path) -> None:
-    if pointer.exists() and not pointer.is_symlink():
-        raise PipelineError(f"{pointer} is a real directory, not a publish pointer; move it away and rerun")
-
-
-def _swap_link(link: Path, target: str) -> None:
-    """Point `link` at `target` atomically: a fresh symlink renamed over the old one."""
-    _check_pointer(link)
-    tmp = link.with_name(f".{link.name}.swap")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-
-
-def _created_at(version: Path) -> str:
-    try:
-        return str(json.loads((version / MANIFEST).read_text(encoding="utf-8"))["created_at"])
-    except (OSError, ValueError, KeyError):
-        return datetime.fromtimestamp(version.stat().st_mtime, UTC).isoformat()
-
-
-def _prune(versions: Path, current: str, keep: int) -> list[str]:
-    """Remove all but the newest `keep` versions of one date; never the one the pointer targets."""
-    done = [p for p in versions.iterdir() if p.is_dir() and not p.name.endswith(".staging")]
-    done.sort(key=lambda p: (_created_at(p), p.name), reverse=True)
-    removed = []
-    for version in done[keep:]:
-        if version.name != current:
-            shutil.rmtree(version)
-            removed.append(version.name)
-    return removed
-
-
-def _remove_orphaned_staging(table_dir: Path, before: float) -> list[str]:
-    """Remove staging folders (of any date) last written before `before` (a time.time()).
-
-    A publish killed mid-write leaves its `<version>.staging` folder behind, up to a whole
-    table each. Publishing runs under the workdir lock, so a staging folder older than this
-    publish belongs to no live writer.
-    """
-    removed = []
-    for staging in sorted((table_dir / ".versions").glob("dt=*/*.staging")):
-        if staging.is_dir() and staging.stat().st_mtime < before:
-            shutil.rmtree(staging, ignore_errors=True)
-            removed.append(f"{staging.parent.name}/{staging.name}")
-    if removed:
-        log.warning("publish: removed %d staging folder(s) left by killed runs: %s", len(removed), removed)
-    return removed
-
-
-def _update_latest(table_dir: Path) -> None:
-    dates = sorted(p.name for p in table_dir.glob("dt=*") if p.is_symlink())
-    if dates and (not (table_dir / LATEST).is_symlink() or os.readlink(table_dir / LATEST) != dates[-1]):
-        _swap_link(table_dir / LATEST, dates[-1])
-
-
 def _stage(
-    df: DataFrame, staging: Path, version: str, k: int, expected: DataFrame | None, files: int | None
+    df: DataFrame, target: Location, version: str, k: int, expected: DataFrame | None, files: int | None
 ) -> tuple[DataFrame, dict[str, Any], list[dict[str, Any]]]:
-    """Write `df` to `staging`, read it back and validate it; return it, its stats and its parts."""
+    """Write `df` to `target`, read it back and validate it; return it, its stats and its parts."""
     spark = df.sparkSession
     n_files = files or int(spark.conf.get("spark.sql.shuffle.partitions"))
     # Hash partitioning on user_id and a total order inside each file: the same rows always
@@ -155,11 +103,12 @@ def _stage(
         df.repartition(n_files, "user_id")
         .sortWithinPartitions("user_id", "rank")
         .write.mode("errorifexists")
-        .parquet(str(staging))
+        .parquet(str(target))
     )
-    staged = spark.read.parquet(str(staging))
+    pause_point("written")
+    staged = spark.read.parquet(str(target))
     stats = validate_recommendations(staged, k, expected)
-    return staged, stats, _tidy_parts(staging, version)
+    return staged, stats, _tidy_parts(target, version)
 
 
 def _manifest(
@@ -187,27 +136,28 @@ def _manifest(
 
 def _write_version(
     df: DataFrame,
-    versions: Path,
+    target: Location,
     head: dict[str, Any],
     k: int,
     expected: DataFrame | None,
     files: int | None,
+    gate: Gate | None,
 ) -> dict[str, Any]:
-    """Write, validate and checksum `df` in staging, then rename it to `versions/<version>`.
+    """Write, validate, gate and checksum `df` as the version folder `target`, manifest last.
 
-    Returns the manifest. The version is complete but not yet current (the caller swaps
-    the pointer); on any failure the staging directory is removed and the error raised.
+    Returns the manifest. The version is complete but not yet current (the caller commits
+    it); on any failure, a failed gate included, the folder is removed and the error raised.
     """
-    version = head["version"]
-    staging = versions / f"{version}.staging"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
-        staged, stats, parts = _stage(df, staging, version, k, expected, files)
+        staged, stats, parts = _stage(df, target, head["version"], k, expected, files)
         manifest = _manifest(head, k, staged, stats, parts)
-        write_json(staging / MANIFEST, manifest)
-        os.rename(staging, versions / version)
+        if gate is not None:
+            # Read again: the part files were renamed after `staged` listed them.
+            fresh = df.sparkSession.read.parquet(str(target))
+            manifest["gate"] = gate(fresh, target.parent.parent.parent, head["date"])
+        (target / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        target.delete()
         raise
     return manifest
 
@@ -215,7 +165,7 @@ def _write_version(
 def publish_table(
     df: DataFrame,
     config: PublishConfig,
-    published_root: Path,
+    published_root: Location | Path | str,
     date: str,
     run_id: str,
     k: int,
@@ -223,15 +173,19 @@ def publish_table(
     manifest_extra: dict[str, Any] | None = None,
     *,
     files: int | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, Any]:
-    """Publish `df` as `<published_root>/<table>/dt=<date>` atomically and return its manifest.
+    """Publish `df` as the current version of `<published_root>/<table>` for `date`; returns its manifest.
 
-    The table is written to a staging directory, read back and validated (see
-    recbatch.io.table_checks), given a manifest with per-file sha256 checksums, renamed into
-    place, and only then made visible by swapping the `dt=<date>` symlink. On any failure the
-    staging directory is removed and the published version is untouched. Republishing a date
-    replaces it whole; the newest `config.keep_versions` versions per date are kept.
-    `files` sets the number of part files (default: spark.sql.shuffle.partitions).
+    The table is written as a new version folder, read back and validated (see
+    recbatch.io.table_checks), given a manifest with per-file checksums, and only then made
+    current by one commit (recbatch.io.versions), then registered in the catalog when
+    `config.catalog_table` is set. On any failure before the commit the new folder is
+    removed and the published version is untouched. Republishing a date replaces it whole;
+    the newest `config.keep_versions` versions per date are kept. `files` sets the number
+    of part files (default: spark.sql.shuffle.partitions). `gate(staged, table_dir, date)`
+    runs before the commit (recbatch.ops.gate.publish_gate): it returns the record kept in
+    the manifest under "gate", or raises to keep the current version.
     """
     _plain("date", date)
     _plain("run id", run_id)
@@ -239,56 +193,76 @@ def publish_table(
     clash = sorted(set(extra) & set(_CORE_KEYS))
     if clash:
         raise ValueError(f"manifest_extra must not override manifest keys {clash}")
-    table_dir = Path(published_root) / config.table
-    versions = table_dir / ".versions" / f"dt={date}"
+    table_dir = location(published_root) / config.table
+    versions_.check_view(table_dir, date)
+    started = datetime.now(UTC)
     # Run ids are deterministic (a rerun of the same inputs has the same id), so each publish
-    # gets its own version directory: the current one stays readable until the swap.
-    version = f"{run_id}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    pointer = table_dir / f"dt={date}"
-    _check_pointer(pointer)
-    started = time.time()
-    versions.mkdir(parents=True, exist_ok=True)
+    # gets its own version folder: the current one stays readable until the commit.
+    version = versions_.new_version(run_id, started)
+    target = versions_.version_dir(table_dir, date, version)
     head = {
         **extra,
         "table": config.table,
         "date": date,
         "run_id": run_id,
         "version": version,
-        "path": str(pointer),
+        "path": str(target),
     }
     try:
-        manifest = _write_version(df, versions, head, k, expected_rows_per_user, files)
+        manifest = _write_version(df, target, head, k, expected_rows_per_user, files, gate)
     except PipelineError as exc:
         raise PipelineError(
             f"publishing {config.table} dt={date} (run {run_id}) refused: {exc}; "
             "the published version is unchanged"
         ) from None
-    _swap_link(pointer, os.path.join(".versions", f"dt={date}", version))
-    _update_latest(table_dir)
-    _prune(versions, version, config.keep_versions)
-    _remove_orphaned_staging(table_dir, started)
+    catalog_table = config.catalog_table
+    if catalog_table:
+        _check_catalog(df.sparkSession, catalog_table, target)  # a table that cannot take it: nothing changes
+    pause_point("before_commit")
+    forced = bool(manifest.get("gate", {}).get("forced"))
+    versions_.commit(table_dir, date, version, "publish", run_id=run_id, forced=forced)  # commit
+    pause_point("after_commit")
+    if catalog_table:
+        _register(df.sparkSession, catalog_table, date, target, run_id)
+    versions_.prune(table_dir, date, config.keep_versions)
+    versions_.remove_orphans(table_dir, started)
     return manifest
 
 
-def _resolve(root: Path, table: str, date: str | None) -> Path:
-    pointer = Path(root) / table / (f"dt={date}" if date else LATEST)
-    if not pointer.exists():
-        when = f"date {date}" if date else "any date"
-        raise DataError(
-            f"no published version of table {table!r} for {when} under {root}; run `recbatch score` first"
-        )
-    return pointer.resolve(strict=True)
+def _check_catalog(spark: SparkSession, catalog_table: str, target: Location) -> None:
+    from recbatch.io.catalog import check_table
+
+    if spark.catalog.tableExists(catalog_table):
+        try:
+            check_table(spark, catalog_table, spark.read.parquet(str(target)).schema)
+        except PipelineError:
+            target.delete()
+            raise
 
 
-def published_manifest(root: Path, table: str, date: str | None = None) -> dict[str, Any]:
+def _register(spark: SparkSession, catalog_table: str, date: str, target: Location, run_id: str) -> None:
+    from recbatch.io.catalog import register_version
+
+    try:
+        register_version(spark, catalog_table, date, str(target), spark.read.parquet(str(target)).schema)
+    except PipelineError as exc:
+        raise PipelineError(
+            f"dt={date} (run {run_id}) is published under {target} but registering it in catalog table "
+            f"{catalog_table} failed: {exc}; rerun the publish to register it"
+        ) from None
+
+
+def published_manifest(root: Location | Path | str, table: str, date: str | None = None) -> dict[str, Any]:
     """The manifest of the version currently published for `date` (default: the newest date)."""
-    return json.loads((_resolve(root, table, date) / MANIFEST).read_text(encoding="utf-8"))
+    return json.loads((versions_.resolve(location(root), table, date) / MANIFEST).read_text())
 
 
-def read_published(spark: SparkSession, root: Path, table: str, date: str | None = None) -> DataFrame:
+def read_published(
+    spark: SparkSession, root: Location | Path | str, table: str, date: str | None = None
+) -> DataFrame:
     """Read the currently published version for `date` (default: the newest date).
 
-    The pointer is resolved once, so the read sees one complete version even if a publish
-    swaps the pointer meanwhile.
+    The commit log is resolved once, so the read sees one complete version even if a
+    publish commits another meanwhile.
     """
-    return spark.read.parquet(str(_resolve(root, table, date)))
+    return spark.read.parquet(str(versions_.resolve(location(root), table, date)))

@@ -89,6 +89,12 @@ def validation_rules(
         ("missing_user", _blank(F.col(inp.user_col))),
         ("missing_item", _blank(F.col(inp.item_col))),
     ]
+    for reason, column, pattern in (
+        ("bad_user_id", inp.user_col, inp.user_id_pattern),
+        ("bad_item_id", inp.item_col, inp.item_id_pattern),
+    ):
+        if pattern:
+            rules.append((reason, ~F.trim(F.col(column)).rlike(f"^(?:{pattern})$")))
     if inp.rating_col is not None:
         raw = F.col(inp.rating_col)
         rating = v["rating"]

@@ -4,13 +4,12 @@ report.json and the plain-text table logged at the end of the stage.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recbatch.core.files import write_json
 from recbatch.errors import DataError, PipelineError
 from recbatch.io.lines import HEADER, REASON
 from recbatch.io.readers import SOURCE_FILE
+from recbatch.storage import Location, write_json
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -133,9 +132,9 @@ def density(users: int, items: int, interactions: int) -> float:
     return interactions / (users * items) if users and items else 0.0
 
 
-def write_report(report: dict[str, Any], path: str | Path) -> None:
+def write_report(report: dict[str, Any], path: str | Location) -> None:
     """Write report.json atomically (a reader never sees half a file)."""
-    write_json(Path(path), report)
+    write_json(path, report)
 
 
 def format_table(report: dict[str, Any]) -> str:

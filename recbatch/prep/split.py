@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 INTERACTION_COLUMNS = ("user_idx", "item_idx", "count", "weight", "rating", "last_ts")
 
 
-def mark_test(interactions: DataFrame, n: int) -> DataFrame:
+def mark_test(interactions: DataFrame, n: int, seed: int | None = None) -> DataFrame:
     """Add boolean `is_test`: true for a user's last `n` items, only for users with more than `n` items.
 
     "Last" orders by (last_ts, item_idx), so a tie goes to the larger index and the
-    split is deterministic; every user keeps at least one training item.
+    split is deterministic; every user keeps at least one training item. With `seed` (an
+    input without timestamps, where every last_ts is 0) a seeded hash of (user, item) orders
+    instead: `n` random items per user, not the `n` largest indices (which follow the id order).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -30,7 +32,8 @@ def mark_test(interactions: DataFrame, n: int) -> DataFrame:
     if n == 0:
         return interactions.select(*cols, F.lit(False).alias("is_test"))
     by_user = Window.partitionBy("user_idx")
-    latest_first = by_user.orderBy(F.col("last_ts").desc(), F.col("item_idx").desc())
+    when = F.col("last_ts") if seed is None else F.xxhash64(F.col("user_idx"), F.col("item_idx"), F.lit(seed))
+    latest_first = by_user.orderBy(when.desc(), F.col("item_idx").desc())
     return interactions.select(
         *cols,
         ((F.row_number().over(latest_first) <= n) & (F.count(F.lit(1)).over(by_user) > n)).alias("is_test"),
@@ -84,10 +87,16 @@ def mark_test_random(interactions: DataFrame, fraction: float, seed: int) -> Dat
     )
 
 
-def mark_split(interactions: DataFrame, prep: PrepareConfig, run_date: str) -> DataFrame:
-    """Add `is_test` with the split `prep.split` names (time_cutoff counts back from `run_date`'s end)."""
+def mark_split(
+    interactions: DataFrame, prep: PrepareConfig, run_date: str, has_time: bool = True
+) -> DataFrame:
+    """Add `is_test` with the split `prep.split` names (time_cutoff counts back from `run_date`'s end).
+
+    Without timestamps (`has_time` false) leave_last_n holds out seeded random items (config
+    validation refuses time_cutoff there).
+    """
     if prep.split == "time_cutoff":
         return mark_test_time(interactions, day_end(run_date) - prep.split_days * 86_400)
     if prep.split == "random":
         return mark_test_random(interactions, prep.test_fraction, prep.split_seed)
-    return mark_test(interactions, prep.test_per_user)
+    return mark_test(interactions, prep.test_per_user, None if has_time else prep.split_seed)

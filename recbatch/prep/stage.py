@@ -10,7 +10,6 @@ anywhere. This is the module of prep/ that decides what is read and written, and
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,8 +20,10 @@ from recbatch.io.lines import REASON
 from recbatch.io.readers import read_input
 from recbatch.layout import RunLayout
 from recbatch.prep import aggregate, filters, split
+from recbatch.prep.checks import quarantine_warnings, time_warnings
 from recbatch.prep.parse import COPIES, annotate, day_end
 from recbatch.prep.quarantine import quarantine_rows, staging_rows, valid_events
+from recbatch.prep.removed import removed_users
 from recbatch.prep.report import (
     check_accounting,
     density,
@@ -199,13 +200,26 @@ def _split_and_write(
     split_path = layout.prepared / SPLIT_DIR
     # Partitioned by user after the split's window; sorting within partitions keeps files stable.
     # Written once with the split mark and read back three times: no data-sized cache.
-    marked = split.mark_split(index_pairs(kept, vocab.users, vocab.items), config.prepare, layout.date)
+    has_time = config.input.timestamp_col is not None
+    marked = split.mark_split(
+        index_pairs(kept, vocab.users, vocab.items), config.prepare, layout.date, has_time
+    )
     _write(marked.sortWithinPartitions("user_idx", "item_idx"), split_path)
     kept.unpersist()  # the split is on disk: the cache of `kept` only takes memory now
     split_df = spark.read.parquet(str(split_path))
     _write(split_df.select(*split.INTERACTION_COLUMNS), layout.interactions)
     _write(split.train_part(split_df), layout.train)
     _write(split.test_part(split_df), layout.test)
+
+
+def _write_removed_users(
+    spark: SparkSession, staged: _Staged, layout: RunLayout, vocab: _Vocabularies
+) -> int:
+    """Write the users the filters removed (for the score stage's fallback); return how many."""
+    from pyspark.sql import functions as F
+
+    _write(removed_users(valid_events(staged.staging), vocab.users, vocab.items), layout.filtered_users)
+    return spark.read.parquet(str(layout.filtered_users)).agg(F.countDistinct("user_id")).first()[0] or 0
 
 
 def _report(
@@ -283,6 +297,7 @@ def run_prepare(spark: SparkSession, config: Config, layout: RunLayout) -> dict[
         vocab = _vocabularies(spark, config, layout, kept)
         clock.lap("vocab")
         _split_and_write(spark, config, layout, kept, vocab)
+        removed = _write_removed_users(spark, staged, layout, vocab)
         clock.lap("split_write")
         report = _report(
             spark,
@@ -295,14 +310,17 @@ def run_prepare(spark: SparkSession, config: Config, layout: RunLayout) -> dict[
             shape=shape,
             vocab=vocab,
         )
+        report["timestamps"] = config.input.timestamp_col is not None
+        report["filtered_users"] = removed
+        report["warnings"] = quarantine_warnings(report, config.prepare) + time_warnings(config)
         check_accounting(report)
         clock.lap("report")
         report["timings"] = clock.total()
         write_report(report, layout.prepare_report)
     finally:
         # Temporary files go first: releasing caches fails if the JVM is gone.
-        shutil.rmtree(layout.prepared / STAGING_DIR, ignore_errors=True)
-        shutil.rmtree(layout.prepared / SPLIT_DIR, ignore_errors=True)
+        (layout.prepared / STAGING_DIR).delete()
+        (layout.prepared / SPLIT_DIR).delete()
         out.release()
         if kept is not None:
             kept.unpersist()

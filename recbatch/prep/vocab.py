@@ -12,10 +12,10 @@ so an id keeps its index across dates.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recbatch.errors import ConfigError, PipelineError
+from recbatch.storage import Location, location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -100,11 +100,11 @@ def extend_vocab(previous: DataFrame, pairs: DataFrame, id_col: str, idx_col: st
     return prev.unionByName(appended)
 
 
-def _has_vocab(prepared: Path) -> bool:
+def _has_vocab(prepared: Location) -> bool:
     return (prepared / "vocab" / "users").is_dir() and (prepared / "vocab" / "items").is_dir()
 
 
-def previous_prepared(setting: str, layout: RunLayout) -> Path | None:
+def previous_prepared(setting: str, layout: RunLayout) -> Location | None:
     """The prepared/ folder whose vocabularies this run extends (None: build fresh ones).
 
     `setting` is prepare.previous_vocab: "" (none), "auto" (the latest earlier dt= run of the
@@ -119,7 +119,7 @@ def previous_prepared(setting: str, layout: RunLayout) -> Path | None:
             if p.name[3:] < layout.date and _has_vocab(p / "prepared")
         )
         return runs[-1] / "prepared" if runs else None
-    path = Path(setting)
+    path = location(setting)
     if not _has_vocab(path):
         raise ConfigError(
             f"prepare.previous_vocab = {setting!r} holds no vocab/users and vocab/items "

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from recbatch.artifacts import ACTIVATIONS
 from recbatch.core.network import NetworkWeights
+from recbatch.faults import fail_first_attempt, fail_task_once
 from recbatch.score.blocks import OUTPUT_SCHEMA, Block, decode, score_blocks
 from recbatch.score.items import ship_items
 from recbatch.score.user_files import RANGE_SCHEMA, UserFiles, task_blocks
@@ -78,7 +79,11 @@ def score_users(
         shared_network = spark.sparkContext.broadcast(network)
     n_parts = partitions or spark.sparkContext.defaultParallelism
 
+    inject = fail_task_once("score")
+
     def score(blocks: Iterable[Block]) -> Iterator[pa.RecordBatch]:
+        if inject:
+            fail_first_attempt()
         weights = None if shared_network is None else shared_network.value
         return score_blocks(blocks, get_items(), k, user_block, activation, item_tile, item_ids, weights)
 

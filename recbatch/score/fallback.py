@@ -1,10 +1,13 @@
 """Cold start: recommendations for users the model has no trained vector for.
 
 Who: users listed in `score.users` that are not in the model's vocabulary (new sign-ups),
-and users in the vocabulary without train rows (kept by `prepare.previous_vocab`, so their
-vector was never trained). What: the most popular items of the train window (train users
-per item, ties by lower item index), minus the user's seen items and any denied items, so
-the fallback obeys the same rules as the model's rows. Every output row carries
+users in the vocabulary without rows the model was fitted on (kept by
+`prepare.previous_vocab`, so their vector was never trained), and users prepare's filters
+removed (e.g. below `prepare.min_user_interactions`: prepared/filtered_users), so every user
+of the input gets a list. What: the most popular items of the rows the model was fitted on
+(users per item, ties by lower item index), minus the user's seen items (for filtered users
+their items that are in the vocabulary) and any denied items, so the fallback obeys the same
+rules as the model's rows. Every output row carries
 `source` = "model" or "fallback" (recbatch.score.engine), and publishing counts both.
 
 The per-user selection runs in the Python workers (`mapInArrow`) against the popularity
@@ -80,11 +83,13 @@ def fallback_recommendations(
     order: np.ndarray,
     share: np.ndarray,
     k: int,
+    seen_by_id: DataFrame | None = None,
 ) -> DataFrame:
     """user_id, item_idx, score (popularity share), rank: each user's first k unseen items of `order`.
 
-    `users` holds user_id and user_idx (null for users unknown to the vocabulary, who have
-    no seen items); `seen` (user_idx, item_idx) is excluded where given.
+    `users` holds user_id and user_idx (null for users unknown to the vocabulary); `seen`
+    (user_idx, item_idx) is excluded where given, and for users without an index so are their
+    `seen_by_id` (user_id, item_idx) rows (users the filters removed).
     """
     from pyspark.sql import functions as F
 
@@ -101,6 +106,17 @@ def fallback_recommendations(
             .agg(F.collect_list("item_idx").alias("seen"))
         )
         wanted = wanted.join(seen_lists, on="user_idx", how="left")
+        if seen_by_id is not None:
+            by_id = (
+                seen_by_id.where(F.col("item_idx").isNotNull())
+                .groupBy(F.col("user_id").cast("string").alias("user_id"))
+                .agg(F.collect_list(F.col("item_idx").cast("int")).alias("_seen_by_id"))
+            )
+            wanted = wanted.join(by_id, on="user_id", how="left").select(
+                F.col("user_id"),
+                F.col("user_idx"),
+                F.coalesce(F.col("seen"), F.col("_seen_by_id")).alias("seen"),
+            )
     shared = spark.sparkContext.broadcast((np.asarray(order, np.int32), np.asarray(share, np.float32)))
 
     def select(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

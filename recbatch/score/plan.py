@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from recbatch.artifacts import factor_shape, read_manifest, read_network
-from recbatch.core.files import count_rows
 from recbatch.core.network_topk import CHUNK_PAIRS
+from recbatch.storage import count_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

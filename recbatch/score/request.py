@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from recbatch.artifacts import factor_shape, read_factors, read_manifest, read_network
-from recbatch.core.files import count_rows
 from recbatch.errors import DataError, PipelineError
 from recbatch.score.filters import allowed_items, cold_start, listed_users, selected_users
 from recbatch.score.plan import ScorePlan, plan_for
+from recbatch.storage import count_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,8 +52,9 @@ class ScoreRequest:
     candidates: DataFrame | None  # eligible (user_idx, item_idx) pairs of score.candidates (None: catalogue)
     network: NetworkWeights | None  # mlp/neumf dense weights (None: a dot-product model)
     plan: ScorePlan | None  # the catalogue job's plan (None in candidate mode: no blocks to size)
-    train: DataFrame | None  # the train split, whose popularity the fallback ranks by (None: no fallback)
+    train: DataFrame | None  # the rows the model was fitted on: the fallback ranks by their popularity
     cold: DataFrame | None  # cached user_id, user_idx (null if unknown) of the fallback's users, or None
+    filtered: DataFrame | None = None  # user_id, item_idx of users prepare's filters removed (fallback)
 
     @property
     def model(self) -> str:
@@ -128,9 +129,10 @@ def resolve_request(spark: SparkSession, config: Config, layout: RunLayout) -> S
         n_users = n_model_users if subset is None else subset.count()
         seen_pairs = count_rows(layout.interactions) if seen is not None else 0
         plan = _plan(spark, config, n_users, items, network, seen_pairs)
-    train = spark.read.parquet(str(layout.train)) if cold_start(s) else None
+    train = spark.read.parquet(str(fitted_rows(layout, manifest))) if cold_start(s) else None
+    filtered = _filtered_users(spark, layout) if cold_start(s) and listed is None else None
     # Last: nothing after it can fail, so the cached frame is always handed to the caller.
-    cold = None if train is None else _cold_users(listed, user_vocab, train)
+    cold = None if train is None else _cold_users(listed, user_vocab, train, filtered)
     return ScoreRequest(
         score=s,
         layout=layout,
@@ -148,6 +150,7 @@ def resolve_request(spark: SparkSession, config: Config, layout: RunLayout) -> S
         plan=plan,
         train=train,
         cold=cold,
+        filtered=filtered,
     )
 
 
@@ -206,14 +209,36 @@ def _plan(
     return plan
 
 
-def _cold_users(listed: DataFrame | None, user_vocab: DataFrame, train: DataFrame) -> DataFrame | None:
+def fitted_rows(layout: RunLayout, manifest: dict[str, Any]) -> Any:
+    """The prepared rows the model saw: every interaction (manifest fit_data "all") or the train split."""
+    return layout.interactions if manifest.get("fit_data") == "all" else layout.train
+
+
+def _filtered_users(spark: SparkSession, layout: RunLayout) -> DataFrame | None:
+    """user_id, item_idx (null: an item outside the vocabulary) of the users prepare's filters
+    removed, or None when prepare wrote none (earlier runs) or removed nobody."""
+    if not layout.filtered_users.exists():
+        return None
+    return spark.read.parquet(str(layout.filtered_users))
+
+
+def _cold_users(
+    listed: DataFrame | None, user_vocab: DataFrame, train: DataFrame, filtered: DataFrame | None = None
+) -> DataFrame | None:
     """user_id, user_idx (null if unknown) of the requested users without a trained vector, or None.
 
+    With `filtered`, the users prepare's filters removed join them with a null user_idx.
     Cached: the engine skips these users, the fallback ranks them, and both read the frame.
     """
+    from pyspark.sql import functions as F
+
     from recbatch.score.fallback import users_without_vectors
 
-    cold = users_without_vectors(listed, user_vocab, train).cache()
+    cold = users_without_vectors(listed, user_vocab, train)
+    if filtered is not None:
+        removed = filtered.select(F.col("user_id").cast("string").alias("user_id")).distinct()
+        cold = cold.unionByName(removed.select("user_id", F.lit(None).cast("int").alias("user_idx")))
+    cold = cold.cache()
     n_cold = cold.count()
     if n_cold == 0:
         cold.unpersist()

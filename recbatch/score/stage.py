@@ -142,7 +142,8 @@ def _fallback(spark: SparkSession, request: ScoreRequest) -> DataFrame:
     from recbatch.score.fallback import fallback_recommendations, popularity_order
 
     order, share = popularity_order(spark, request.train, request.n_items, request.allowed)
-    return fallback_recommendations(spark, request.cold, request.seen, order, share, request.score.k)
+    by_id = request.filtered if request.seen is not None else None
+    return fallback_recommendations(spark, request.cold, request.seen, order, share, request.score.k, by_id)
 
 
 def expected_rows(spark: SparkSession, request: ScoreRequest) -> DataFrame:
@@ -163,24 +164,36 @@ def expected_rows(spark: SparkSession, request: ScoreRequest) -> DataFrame:
     n_allowed = request.n_items if request.allowed is None else len(request.allowed)
     if request.seen is None:
         return users.select(F.col("user_id"), F.lit(n_allowed).cast("long").alias("expected"))
-    seen = request.seen
+    seen, by_id = request.seen, request.filtered
     if request.allowed is not None:
         from recbatch.score.filters import allowed_frame
 
         # Only seen items that could have been recommended shrink a user's candidate set.
-        seen = seen.join(F.broadcast(allowed_frame(spark, request.allowed)), on="item_idx", how="left_semi")
+        allowed = F.broadcast(allowed_frame(spark, request.allowed))
+        seen = seen.join(allowed, on="item_idx", how="left_semi")
+        by_id = None if by_id is None else by_id.join(allowed, on="item_idx", how="left_semi")
     n_seen = seen.groupBy("user_idx").agg(F.countDistinct("item_idx").alias("n_seen"))
-    return users.join(n_seen, on="user_idx", how="left").select(
-        F.col("user_id"),
-        (F.lit(n_allowed) - F.coalesce(F.col("n_seen"), F.lit(0))).cast("long").alias("expected"),
-    )
+    rows = users.join(n_seen, on="user_idx", how="left")
+    if by_id is not None:  # users the filters removed: their seen items are known by user_id
+        n_by_id = by_id.groupBy(F.col("user_id").cast("string").alias("user_id")).agg(
+            F.countDistinct("item_idx").alias("n_seen_by_id")
+        )
+        rows = rows.join(n_by_id, on="user_id", how="left")
+    else:
+        rows = rows.withColumn("n_seen_by_id", F.lit(None).cast("long"))
+    n = F.coalesce(F.col("n_seen"), F.col("n_seen_by_id"), F.lit(0))
+    return rows.select(F.col("user_id"), (F.lit(n_allowed) - n).cast("long").alias("expected"))
 
 
 def _published_users(request: ScoreRequest) -> DataFrame:
     """user_id, user_idx (null: unknown to the model) of every user the catalogue job gives rows."""
     vocab = request.user_vocab.select("user_idx", "user_id")
     if request.listed is None:
-        return vocab
+        if request.filtered is None:
+            return vocab
+        # Users prepare's filters removed get the fallback: a null user_idx.
+        removed = request.filtered.select(F.col("user_id").cast("string").alias("user_id")).distinct()
+        return vocab.unionByName(removed.select(F.lit(None).cast("int").alias("user_idx"), "user_id"))
     if request.fallback:
         # Unknown listed users get the fallback: a null user_idx, nothing seen.
         return request.listed.join(vocab, on="user_id", how="left")

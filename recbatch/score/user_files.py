@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recbatch.core.files import parquet_files
 from recbatch.score.blocks import Block, as_numpy, check_seen_items, factor_matrix
+from recbatch.storage import location, parquet_files
 
 RANGE_SCHEMA = "task int, lo long, hi long"
 
@@ -78,7 +78,7 @@ def _range_batches(path: str, columns: list[str], lo: int, hi: int) -> Iterator[
     """
     import pyarrow.parquet as pq
 
-    source = pq.ParquetFile(path)
+    source = pq.ParquetFile(location(path).open_input())
     missing = [c for c in columns if source.schema_arrow.get_field_index(c) < 0]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing} (it has {source.schema_arrow.names})")

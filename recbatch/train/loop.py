@@ -55,25 +55,28 @@ def _steps(model: Any, cfg: TrainConfig, log_q: np.ndarray) -> dict[str, Any]:
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
-    @tf.function(input_signature=[ids, ids, tf.TensorSpec((None,), tf.float32)])
-    def bce(users: Any, items: Any, labels: Any) -> Any:
+    weights = tf.TensorSpec((None,), tf.float32)
+
+    # `w` weighs each example (train.weighting; all ones by default, which leaves the means exact).
+    @tf.function(input_signature=[ids, ids, tf.TensorSpec((None,), tf.float32), weights])
+    def bce(users: Any, items: Any, labels: Any, w: Any) -> Any:
         with tf.GradientTape() as tape:
             logits = model.logit({"user_idx": users, "item_idx": items}, training=True)
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+            loss = tf.reduce_mean(w * tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
             loss += l2 * tf.reduce_mean(model.penalty(users, items))
         return apply(tape, loss)
 
-    @tf.function(input_signature=[ids, ids, ids])
-    def bpr(users: Any, pos: Any, neg: Any) -> Any:
+    @tf.function(input_signature=[ids, ids, ids, weights])
+    def bpr(users: Any, pos: Any, neg: Any, w: Any) -> Any:
         with tf.GradientTape() as tape:
             s_pos = model.logit({"user_idx": users, "item_idx": pos}, training=True)
             s_neg = model.logit({"user_idx": users, "item_idx": neg}, training=True)
-            loss = -tf.reduce_mean(tf.math.log_sigmoid(s_pos - s_neg))
+            loss = -tf.reduce_mean(w * tf.math.log_sigmoid(s_pos - s_neg))
             loss += l2 * tf.reduce_mean(model.penalty(users, pos) + model.penalty(users, neg))
         return apply(tape, loss)
 
-    @tf.function(input_signature=[ids, ids])
-    def softmax(users: Any, items: Any) -> Any:
+    @tf.function(input_signature=[ids, ids, weights])
+    def softmax(users: Any, items: Any, w: Any) -> Any:
         with tf.GradientTape() as tape:
             u = model.user_vectors(users, training=True)
             v = model.item_vectors(items, training=True)
@@ -86,7 +89,7 @@ def _steps(model: Any, cfg: TrainConfig, log_q: np.ndarray) -> dict[str, Any]:
             logits = tf.where(same & off_diag, tf.fill(tf.shape(logits), -1e9), logits)
             labels = tf.range(tf.shape(items)[0])
             loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                w * tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             )
             loss += l2 * tf.reduce_mean(model.penalty(users, items))
         return apply(tape, loss)
@@ -108,12 +111,22 @@ class TrainInput(Protocol):
 _SIGNATURES = {"bce": ("int32", "int32", "float32"), "bpr": ("int32",) * 3, "softmax": ("int32", "int32")}
 
 
+def _weighted(batches: Iterator[tuple[np.ndarray, ...]], width: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """Each batch with its example weights: those the input gives, else ones."""
+    for batch in batches:
+        yield batch if len(batch) > width else (*batch, np.ones(len(batch[0]), np.float32))
+
+
 def _as_dataset(data: TrainInput, cfg: TrainConfig) -> Any:
     """The epoch's batches as a prefetching tf.data pipeline (sampling overlaps the steps)."""
     import tensorflow as tf
 
-    signature = tuple(tf.TensorSpec(shape=(None,), dtype=dtype) for dtype in _SIGNATURES[cfg.loss])
-    return tf.data.Dataset.from_generator(lambda: data.epoch(cfg), output_signature=signature).prefetch(2)
+    dtypes = (*_SIGNATURES[cfg.loss], "float32")
+    signature = tuple(tf.TensorSpec(shape=(None,), dtype=dtype) for dtype in dtypes)
+    width = len(_SIGNATURES[cfg.loss])
+    return tf.data.Dataset.from_generator(
+        lambda: _weighted(data.epoch(cfg), width), output_signature=signature
+    ).prefetch(2)
 
 
 def train_epochs(
@@ -125,9 +138,11 @@ def train_epochs(
     epochs: int,
     split: Split | None = None,
     model: Any = None,
+    weights: np.ndarray | None = None,
 ) -> FitResult:
-    """`train_on` the in-memory positives (users[k], items[k])."""
-    return train_on(cfg, num_users, num_items, MemoryInput(users, items, num_items), epochs, split, model)
+    """`train_on` the in-memory positives (users[k], items[k]), weighted by weights[k] when given."""
+    data = MemoryInput(users, items, num_items, weights)
+    return train_on(cfg, num_users, num_items, data, epochs, split, model)
 
 
 def train_on(
@@ -222,11 +237,17 @@ def fit(
     users: np.ndarray,
     items: np.ndarray,
     last_ts: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> FitResult:
-    """Fit `cfg.model` on in-memory positives (see `fit_input`)."""
+    """Fit `cfg.model` on in-memory positives, weighted by `weights` when given (see `fit_input`)."""
     split = carve_validation(users, items, last_ts, num_users) if cfg.validation else None
-    fit_part = None if split is None else MemoryInput(split.fit_users, split.fit_items, num_items)
-    return fit_input(cfg, num_users, num_items, fit_part, split, lambda: MemoryInput(users, items, num_items))
+    fit_part = None
+    if split is not None:
+        fit_weights = None if weights is None else weights[split.fit_index]
+        fit_part = MemoryInput(split.fit_users, split.fit_items, num_items, fit_weights)
+    return fit_input(
+        cfg, num_users, num_items, fit_part, split, lambda: MemoryInput(users, items, num_items, weights)
+    )
 
 
 def fit_input(

@@ -81,13 +81,15 @@ class NegativeSampler(NegativeDraws):
         self.items = np.asarray(items, dtype=np.int32)
         self._positive_keys = np.unique(self.users.astype(np.int64) * self.num_items + self.items)
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One epoch of shuffled BPR triples (user, positive, negative), `negatives` per positive."""
+    def pairs(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """One epoch of shuffled BPR triples (user, positive, negative), `negatives` per positive;
+        with `weights` (one per positive) each triple's weight comes fourth."""
         users = np.repeat(self.users, self.negatives)
         pos = np.repeat(self.items, self.negatives)
         neg = self.negatives_for(users)
         order = self.rng.permutation(len(users))
-        return users[order], pos[order], neg[order]
+        out = (users[order], pos[order], neg[order])
+        return out if weights is None else (*out, np.repeat(weights, self.negatives)[order])
 
     def _is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         keys = users.astype(np.int64) * self.num_items + items
@@ -95,15 +97,19 @@ class NegativeSampler(NegativeDraws):
         pos[pos == len(self._positive_keys)] = 0
         return self._positive_keys[pos] == keys
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One epoch of shuffled (users, items, labels): positives labelled 1, negatives 0."""
+    def sample(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        """One epoch of shuffled (users, items, labels): positives labelled 1, negatives 0; with
+        `weights` (one per positive) each example's weight comes fourth (negatives weigh 1)."""
         neg_users = np.repeat(self.users, self.negatives)
         neg_items = self.negatives_for(neg_users)
         users = np.concatenate([self.users, neg_users])
         items = np.concatenate([self.items, neg_items])
         labels = np.concatenate([np.ones(len(self.users), np.float32), np.zeros(len(neg_users), np.float32)])
         order = self.rng.permutation(len(labels))
-        return users[order], items[order], labels[order]
+        out = (users[order], items[order], labels[order])
+        if weights is None:
+            return out
+        return (*out, np.concatenate([weights, np.ones(len(neg_users), np.float32)])[order])
 
     def examples_per_epoch(self) -> int:
         """Positives plus negatives in one epoch."""
@@ -111,11 +117,18 @@ class NegativeSampler(NegativeDraws):
 
 
 class MemoryInput:
-    """The train positives as numpy arrays; each epoch shuffles all of them with fresh negatives."""
+    """The train positives as numpy arrays; each epoch shuffles all of them with fresh negatives.
 
-    def __init__(self, users: np.ndarray, items: np.ndarray, num_items: int) -> None:
+    With `weights` (one per positive, train.weighting) each batch carries the examples' loss
+    weights last: the positive's for its own example and its BPR pairs, 1 for sampled negatives.
+    """
+
+    def __init__(
+        self, users: np.ndarray, items: np.ndarray, num_items: int, weights: np.ndarray | None = None
+    ) -> None:
         self.users = np.asarray(users, dtype=np.int32)
         self.items = np.asarray(items, dtype=np.int32)
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.num_items = int(num_items)
         self.rows = len(self.users)
         self.item_counts = np.bincount(self.items, minlength=self.num_items)
@@ -138,13 +151,14 @@ class MemoryInput:
         """One epoch of loss-shaped batches: bce (users, items, labels), bpr (users, pos, neg),
         softmax (users, items)."""
         assert self.sampler is not None, "call start() first"
+        w = self.weights
         if cfg.loss == "bce":
-            arrays: tuple[np.ndarray, ...] = self.sampler.sample()
+            arrays: tuple[np.ndarray, ...] = self.sampler.sample(w)
         elif cfg.loss == "bpr":
-            arrays = self.sampler.pairs()
+            arrays = self.sampler.pairs(w)
         else:
             order = self.rng.permutation(self.rows)
-            arrays = (self.users[order], self.items[order])
+            arrays = (self.users[order], self.items[order], *(() if w is None else (w[order],)))
         n, b = len(arrays[0]), cfg.batch_size
         for s in range(0, n, b):
             yield tuple(a[s : s + b] for a in arrays)

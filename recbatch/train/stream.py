@@ -20,9 +20,9 @@ import numpy as np
 
 from recbatch.artifacts import check_range
 from recbatch.config import TrainConfig
-from recbatch.core.files import parquet_files
-from recbatch.core.validation import Split
+from recbatch.core.validation import Split, pair_draw
 from recbatch.errors import DataError
+from recbatch.storage import parquet_files
 from recbatch.train.bloom import PairFilter
 from recbatch.train.sampling import NegativeDraws, count_weights
 
@@ -63,7 +63,7 @@ def scan(
     if rng is not None:
         files = [files[k] for k in rng.permutation(len(files))]
     for file in files:
-        handle = pq.ParquetFile(file)
+        handle = pq.ParquetFile(file.open_input())
         names = handle.schema_arrow.names
         missing = sorted(set(columns) - set(names) - {"last_ts"})
         if missing:
@@ -102,6 +102,11 @@ def scan_stats(path: Path, num_users: int, num_items: int, read_rows: int = READ
     user_counts = np.zeros(num_users, np.int64)
     latest_ts = np.full(num_users, np.iinfo(np.int64).min, np.int64)
     latest_item = np.full(num_users, -1, np.int32)
+    # Without time information the carve holds out the item of the highest seeded draw
+    # (as core.validation.carve_validation): both candidates are tracked, one is kept at the end.
+    top_draw = np.zeros(num_users, np.uint64)
+    drawn_item = np.full(num_users, -1, np.int32)
+    t_range = [np.iinfo(np.int64).max, np.iinfo(np.int64).min]
     rows = 0
     for batch in scan(path, ["user_idx", "item_idx", "last_ts"], read_rows=read_rows):
         u = batch["user_idx"].astype(np.int32)
@@ -111,14 +116,26 @@ def scan_stats(path: Path, num_users: int, num_items: int, read_rows: int = READ
         rows += len(u)
         item_counts += np.bincount(i, minlength=num_items)
         user_counts += np.bincount(u, minlength=num_users)
-        # Each user's latest row in this batch, then merged with the latest so far.
-        order = np.lexsort((i, t, u))
-        su = u[order]
-        last = order[np.append(su[1:] != su[:-1], True)] if len(su) else order
-        bu, bt, bi = u[last], t[last], i[last]
-        better = (bt > latest_ts[bu]) | ((bt == latest_ts[bu]) & (bi > latest_item[bu]))
-        latest_ts[bu[better]], latest_item[bu[better]] = bt[better], bi[better]
+        if len(t):
+            t_range = [min(t_range[0], int(t.min())), max(t_range[1], int(t.max()))]
+        _merge_latest(u, t, i, latest_ts, latest_item)
+        _merge_latest(u, pair_draw(u, i), i, top_draw, drawn_item)
+    if t_range[0] == t_range[1]:
+        latest_item = drawn_item
     return StreamStats(rows, item_counts, user_counts, latest_item)
+
+
+def _merge_latest(
+    u: np.ndarray, key: np.ndarray, i: np.ndarray, best_key: np.ndarray, best_item: np.ndarray
+) -> None:
+    """Merge each user's row of highest (key, item) in this batch into the bests so far, in place."""
+    order = np.lexsort((i, key, u))
+    su = u[order]
+    last = order[np.append(su[1:] != su[:-1], True)] if len(su) else order
+    bu, bk, bi = u[last], key[last], i[last]
+    fresh = best_item[bu] < 0
+    better = fresh | (bk > best_key[bu]) | ((bk == best_key[bu]) & (bi > best_item[bu]))
+    best_key[bu[better]], best_item[bu[better]] = bk[better], bi[better]
 
 
 class _FilterDraws(NegativeDraws):

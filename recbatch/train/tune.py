@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from recbatch.config import Config, TrainConfig
-from recbatch.core.files import write_json
 from recbatch.errors import ConfigError, DataError
 from recbatch.layout import RunLayout
+from recbatch.storage import write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def trial_config(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
 def run_tune(config: Config, layout: RunLayout) -> dict[str, Any]:
     """Train every trial on the validation split; write <eval>/tune.json and return the results."""
     from recbatch.artifacts import check_range, read_pairs, read_times, require_prepared
-    from recbatch.core.files import count_rows
     from recbatch.models.runtime import prepare_tensorflow
+    from recbatch.storage import count_rows
 
     require_prepared(layout)
     prepare_tensorflow()
