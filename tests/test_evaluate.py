@@ -228,13 +228,12 @@ def test_network_model_is_ranked_through_its_network(tmp_path: Path) -> None:
 
 def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> None:
     from recbatch import pipeline
-    from recbatch.train.stage import run_train
 
     layout = write_prepared(tmp_path)
     config = tiny_config(tmp_path, "seed", epochs=3, validation=False)
     config.evaluate.extra_models = ["mf"]
     config.evaluate.baselines = ["popularity", "popularity_recent"]
-    run_train(config, layout)
+    pipeline.train_split(config, layout)  # where evaluation reads the model (model_split/ under final_fit "all")
     metrics = pipeline.evaluate(config, layout)  # fits the extra models (train stage), then evaluates
     assert list(metrics["models"]) == ["seed", "mf", "popularity", "popularity_recent"]
     assert metrics["trained_models"] == ["seed", "mf"]
