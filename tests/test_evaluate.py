@@ -233,7 +233,8 @@ def test_side_by_side_report_shows_seed_cannot_personalise(tmp_path: Path) -> No
     config = tiny_config(tmp_path, "seed", epochs=3, validation=False)
     config.evaluate.extra_models = ["mf"]
     config.evaluate.baselines = ["popularity", "popularity_recent"]
-    pipeline.train_split(config, layout)  # where evaluation reads the model (model_split/ under final_fit "all")
+    # Where evaluation reads the model (model_split/ under final_fit "all").
+    pipeline.train_split(config, layout)
     metrics = pipeline.evaluate(config, layout)  # fits the extra models (train stage), then evaluates
     assert list(metrics["models"]) == ["seed", "mf", "popularity", "popularity_recent"]
     assert metrics["trained_models"] == ["seed", "mf"]
