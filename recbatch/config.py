@@ -423,6 +423,12 @@ class TrainConfig(Section):
         0, ge=0, description="`recbatch tune`: random trials from the grid (0: every combination)."
     )
 
+    @field_validator("recency_half_life", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        # TOML has no null: `--set train.recency_half_life=""` turns a config's setting off.
+        return None if value == "" else value
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:

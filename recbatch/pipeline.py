@@ -365,7 +365,9 @@ def _backtest_notes(
     model, published, report = done["final_fit"], done["score"], done["prepare"]
     timed = config.input.timestamp_col is not None
     which = f"latest {holdout} interaction(s) by time" if timed else f"{holdout} seeded random interaction(s)"
-    protocol = f"each user's {which} held out from the raw input (users with more than {holdout} items)"
+    protocol = (
+        f"each user's {which} held out from the raw input (users with more than {holdout} distinct items)"
+    )
     if negatives:
         protocol += f"; each held-out item ranked among {negatives} sampled items the user never had"
     else:
