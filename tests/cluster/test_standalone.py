@@ -89,6 +89,17 @@ def published_rows(workdir: Path) -> list[tuple]:
     return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
 
 
+def assert_same_table(theirs: list[tuple], ours: list[tuple]) -> None:
+    """The same lists, ranks and sources; scores to float32 rounding.
+
+    Executors size their user blocks from their own memory, and BLAS sums a dot product in a
+    different order for a different block shape: the same float32 factors then give scores
+    one unit in the last place apart (seen: 0.41700879 vs 0.41700876), never another ranking.
+    """
+    assert [(u, i, r, s, m) for u, i, _, r, s, m in theirs] == [(u, i, r, s, m) for u, i, _, r, s, m in ours]
+    assert [row[2] for row in theirs] == pytest.approx([row[2] for row in ours], rel=1e-6)
+
+
 def finish(process: subprocess.Popen, log: Path, what: str) -> str:
     try:
         process.wait(timeout=RUN_TIMEOUT_S)
@@ -134,7 +145,7 @@ def test_the_pipeline_on_the_cluster_equals_the_local_table(runs: Runs, cluster:
     ours = published_rows(runs.local_dir / "work")
     theirs = published_rows(runs.cluster_dir / "work")
     assert len(ours) == 300 * 7
-    assert theirs == ours
+    assert_same_table(theirs, ours)
     # Both executors answered the pre-flight check, from their own work directories, with
     # recbatch from the shipped zip and Python from the shipped environment.
     line = next(ln for ln in runs.cluster_log.splitlines() if "pre-flight: " in ln)
@@ -214,4 +225,4 @@ def test_a_worker_killed_mid_score_is_survived(runs: Runs, cluster: Cluster):
     print(f"\nkilled worker-0 and its executor after {killed[0]}/{PARTITIONS} scoring tasks")
     assert re.search(r"Lost executor|ExecutorLost|Executor lost", log), log[-3000:]
     assert cluster.alive_workers() <= 1 or cluster.daemons["worker-0"].poll() is not None
-    assert published_rows(runs.cluster_dir / "work") == published_rows(runs.local_dir / "work")
+    assert_same_table(published_rows(runs.cluster_dir / "work"), published_rows(runs.local_dir / "work"))
