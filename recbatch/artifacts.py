@@ -97,6 +97,26 @@ def read_strength(path: Location, column: str) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
 
 
+def read_vocab(path: Location, side: str) -> tuple[Any, np.ndarray]:
+    """A vocabulary written by prepare as (ids as an Arrow array, int64 indices); `side` is "user" or "item".
+
+    PipelineError when it lacks the columns or its indices are not 0..n-1 once each.
+    """
+    dataset = _dataset(path)
+    id_col, idx_col = f"{side}_id", f"{side}_idx"
+    if not {id_col, idx_col} <= set(dataset.schema.names):
+        raise PipelineError(
+            f"vocabulary {path} lacks {id_col} / {idx_col} (has {dataset.schema.names}); rerun `recbatch prepare`"
+        )
+    table = dataset.to_table(columns=[id_col, idx_col])
+    index = table.column(idx_col).to_numpy().astype(np.int64)
+    if not np.array_equal(np.sort(index), np.arange(len(index))):
+        raise PipelineError(
+            f"vocabulary {path} does not index 0..{len(index) - 1} once each; rerun `recbatch prepare`"
+        )
+    return table.column(id_col).combine_chunks(), index
+
+
 def check_range(
     users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, where: Location
 ) -> None:

@@ -380,6 +380,13 @@ class TrainConfig(Section):
         description="Within the fit on the train split: after early stopping, retrain on all of train for "
         "the best epoch count (train.final_fit decides what the published model sees).",
     )
+    warm_start: str = Field(
+        "off",
+        description='Initialise from an earlier model: "auto" (the latest earlier dt= run of the workdir whose '
+        "model is verified and of the same model, loss and shape; rows are matched by id, new ids start fresh), "
+        'a model/ folder, or "off". Off by default so that a run stays a function of its own inputs; falls '
+        "back to a cold start, with one log line saying why, when nothing usable is found.",
+    )
     final_fit: Literal["all", "train"] = Field(
         "all",
         description="The published model: 'all' refits it on every prepared interaction (train + test) once "
@@ -428,6 +435,13 @@ class TrainConfig(Section):
     def _empty_is_off(cls, value: Any) -> Any:
         # TOML has no null: `--set train.recency_half_life=""` turns a config's setting off.
         return None if value == "" else value
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start_setting(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('must be "off", "auto" or the path of an earlier run\'s model/ folder')
+        return value.strip()
 
     @field_validator("model")
     @classmethod

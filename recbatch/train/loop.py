@@ -26,6 +26,9 @@ from recbatch.train.validation import validation_ndcg
 
 log = logging.getLogger("recbatch.train")
 
+# Sets a freshly built model's starting weights in place (recbatch.train.warm).
+InitWeights = Callable[[Any], None]
+
 
 @dataclass
 class FitResult:
@@ -212,11 +215,28 @@ def train_on(
     return result
 
 
-def _initial_model(cfg: TrainConfig, num_users: int, num_items: int, data: TrainInput) -> Any:
-    """None, or for neumf with pretrain: a NeuMF started from a GMF and an MLP trained first."""
+def _initial_model(
+    cfg: TrainConfig,
+    num_users: int,
+    num_items: int,
+    data: TrainInput,
+    init_weights: InitWeights | None = None,
+) -> Any:
+    """None (train_on builds a fresh model), a fresh model `init_weights` started from earlier weights
+    (a warm start, which makes pre-training moot), or for neumf with pretrain: a NeuMF started from
+    a GMF and an MLP trained first."""
+    from recbatch.models.registry import build_model
+
+    if init_weights is not None:
+        import keras
+
+        # The same seed as a cold start: rows the earlier model lacks start where a cold start would.
+        keras.utils.set_random_seed(cfg.seed)
+        model = build_model(cfg.model, num_users, num_items, cfg)
+        init_weights(model)
+        return model
     if not (cfg.model == "neumf" and cfg.pretrain):
         return None
-    from recbatch.models.registry import build_model
 
     parts = {}
     for name in ("gmf", "mlp"):
@@ -238,6 +258,7 @@ def fit(
     items: np.ndarray,
     last_ts: np.ndarray,
     weights: np.ndarray | None = None,
+    init_weights: InitWeights | None = None,
 ) -> FitResult:
     """Fit `cfg.model` on in-memory positives, weighted by `weights` when given (see `fit_input`)."""
     split = carve_validation(users, items, last_ts, num_users) if cfg.validation else None
@@ -246,7 +267,13 @@ def fit(
         fit_weights = None if weights is None else weights[split.fit_index]
         fit_part = MemoryInput(split.fit_users, split.fit_items, num_items, fit_weights)
     return fit_input(
-        cfg, num_users, num_items, fit_part, split, lambda: MemoryInput(users, items, num_items, weights)
+        cfg,
+        num_users,
+        num_items,
+        fit_part,
+        split,
+        lambda: MemoryInput(users, items, num_items, weights),
+        init_weights,
     )
 
 
@@ -257,20 +284,22 @@ def fit_input(
     fit_part: TrainInput | None,
     split: Split | None,
     everything: Callable[[], TrainInput],
+    init_weights: InitWeights | None = None,
 ) -> FitResult:
     """Fit `cfg.model`: early stopping on `split` while training on `fit_part` (train minus the
-    validation items), then (cfg.refit) retraining on `everything()` for the best epoch count."""
+    validation items), then (cfg.refit) retraining on `everything()` for the best epoch count.
+    `init_weights` (a warm start) sets each freshly built model's starting weights."""
     if fit_part is None or split is None or len(split.val_users) == 0:
         data = everything()
-        init = _initial_model(cfg, num_users, num_items, data)
+        init = _initial_model(cfg, num_users, num_items, data, init_weights)
         return train_on(cfg, num_users, num_items, data, cfg.epochs, model=init)
-    init = _initial_model(cfg, num_users, num_items, fit_part)
+    init = _initial_model(cfg, num_users, num_items, fit_part, init_weights)
     searched = train_on(cfg, num_users, num_items, fit_part, cfg.epochs, split, init)
     if not cfg.refit:
         return searched
     log.info("train %s: refit on all of train for %d epochs", cfg.model, searched.best_epoch)
     data = everything()
-    init = _initial_model(cfg, num_users, num_items, data)
+    init = _initial_model(cfg, num_users, num_items, data, init_weights)
     final = train_on(cfg, num_users, num_items, data, searched.best_epoch, model=init)
     final.history = {**searched.history, "refit_loss": final.history["loss"]}
     final.best_epoch, final.validation_ndcg = searched.best_epoch, searched.validation_ndcg

@@ -82,15 +82,17 @@ def _read_input(cfg: TrainConfig, path: Location, num_users: int, num_items: int
     return mode, data
 
 
-def _fit(cfg: TrainConfig, path: Location, num_users: int, num_items: int, mode: str, data: Any) -> Any:
+def _fit(
+    cfg: TrainConfig, path: Location, num_users: int, num_items: int, mode: str, data: Any, init_weights: Any
+) -> Any:
     from recbatch.train.loop import fit
     from recbatch.train.stream import fit_stream
 
     if mode == "stream":
         # Batches follow the files' row order (seeded shuffles on top): same files, same model.
-        return fit_stream(cfg, num_users, num_items, path, data)
+        return fit_stream(cfg, num_users, num_items, path, data, init_weights=init_weights)
     users, items, last_ts, weights = data
-    return fit(cfg, num_users, num_items, users, items, last_ts, weights)
+    return fit(cfg, num_users, num_items, users, items, last_ts, weights, init_weights)
 
 
 def _write_model(model: Any, layout: RunLayout) -> tuple[str, str, int]:
@@ -175,7 +177,20 @@ def _train_and_write(
         num_items,
         positives,
     )
-    result = _fit(cfg, path, num_users, num_items, mode, data)
+    from recbatch.train.warm import plan_warm_start
+
+    # The split fit (input: the train split) never starts from a model that saw this run's test rows.
+    warm = plan_warm_start(cfg, layout, split_fit=path == layout.train, sees_everything=fit_data == "all")
+    init_weights = warm.initialise if warm is not None and warm.active else None
+    result = _fit(cfg, path, num_users, num_items, mode, data, init_weights)
+    if warm is not None and warm.active and warm.source is not None and warm.source.cold_epochs:
+        log.info(
+            "train %s: warm start from %s: best epoch %s (the model it started from: %s)",
+            cfg.model,
+            warm.source.label,
+            result.best_epoch,
+            warm.source.cold_epochs,
+        )
     scoring, activation, dim = _write_model(result.model, layout)
     manifest = {
         "model": cfg.model,
@@ -206,6 +221,7 @@ def _train_and_write(
         "validation_ndcg": result.validation_ndcg,
         "history": {name: [float(v) for v in values] for name, values in result.history.items()},
         "train_seconds": round(result.seconds, 3),
+        "warm_start": warm.record() if warm is not None else None,
         **extra,
         # Checked by every stage that reads the model (artifacts.read_manifest): a swapped or
         # corrupted file is refused instead of scored.

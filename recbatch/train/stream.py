@@ -27,7 +27,7 @@ from recbatch.train.bloom import PairFilter
 from recbatch.train.sampling import NegativeDraws, count_weights
 
 if TYPE_CHECKING:
-    from recbatch.train.loop import FitResult
+    from recbatch.train.loop import FitResult, InitWeights
 
 READ_ROWS = 65_536  # rows per Parquet record batch read
 # Validation NDCG in stream mode ranks a seeded sample of at most this many held-out users,
@@ -274,6 +274,7 @@ def fit_stream(
     path: Path,
     stats: StreamStats | None = None,
     read_rows: int = READ_ROWS,
+    init_weights: InitWeights | None = None,
 ) -> FitResult:
     """`fit_input` on the streamed split: early stopping on each user's latest train item (as
     `carve_validation`), then a refit on all of train."""
@@ -285,9 +286,9 @@ def fit_stream(
         return StreamInput(path, stats, read_rows=read_rows)
 
     if not cfg.validation:
-        return fit_input(cfg, num_users, num_items, None, None, everything)
+        return fit_input(cfg, num_users, num_items, None, None, everything, init_weights)
     held = stats.held_out()
     users = validation_users(stats, cfg.seed)
     fit_part = StreamInput(path, stats, held=held, keep_users=users, read_rows=read_rows)
     split = Split(fit_part.kept_users, fit_part.kept_items, users, held[users])
-    return fit_input(cfg, num_users, num_items, fit_part, split, everything)
+    return fit_input(cfg, num_users, num_items, fit_part, split, everything, init_weights)
