@@ -541,6 +541,59 @@ class AlsConfig(Section):
     grid_alpha: list[float] = Field(default_factory=list, description="Grid: alphas to try (empty: alpha).")
 
 
+class ScoreRulesConfig(Section):
+    """Business rules on each user's list, applied inside selection (recbatch.core.rules).
+
+    The kernel picks each user's top `pool` allowed unseen items, then the cap and the
+    re-rank choose k of them; the pool widens for a user whose cap cannot be met from it.
+    """
+
+    item_metadata: str | None = Field(
+        None,
+        description="Parquet or CSV table of item_id, category and optional available_from, available_to "
+        "(YYYY-MM-DD, inclusive; empty: open-ended): needed by category_cap and the availability windows.",
+    )
+    category_cap: int = Field(
+        0, ge=0, description="At most this many items of one category per user's list (0: no cap)."
+    )
+    mmr_lambda: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Diversity re-rank (maximal marginal relevance): each pick maximises "
+        "lambda * relevance - (1 - lambda) * max cosine to the items already picked, relevance being the "
+        "user's pool scores scaled to 0..1 (1.0: off, rank by score).",
+    )
+    pool: int = Field(
+        50,
+        ge=1,
+        description="Candidates per user the rules choose from (at least k; widened when the cap needs it).",
+    )
+    unlisted_items: Literal["keep", "exclude"] = Field(
+        "keep",
+        description="Items absent from item_metadata: 'keep' (always available, in no category, never "
+        "capped) or 'exclude' (never recommended).",
+    )
+
+    @field_validator("item_metadata", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _cap_needs_metadata(self) -> ScoreRulesConfig:
+        if self.category_cap > 0 and self.item_metadata is None:
+            raise ValueError(
+                "score.rules.category_cap needs score.rules.item_metadata (a table of item_id, category)"
+            )
+        return self
+
+    @property
+    def reranks(self) -> bool:
+        """Whether lists are chosen by the cap or MMR rather than by score alone."""
+        return self.category_cap > 0 or self.mmr_lambda < 1.0
+
+
 class ScoreConfig(Section):
     """Batch top-K scoring."""
 
@@ -605,11 +658,21 @@ class ScoreConfig(Section):
         "top_k",
         description="With score.candidates: each user's k best candidates, or every candidate ranked.",
     )
+    rules: ScoreRulesConfig = Field(default_factory=ScoreRulesConfig)
 
     @field_validator("allow_items", "deny_items", "users", "candidates", mode="before")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _rules_on_the_catalogue(self) -> ScoreConfig:
+        if self.candidates is not None and self.rules.reranks:
+            raise ValueError(
+                "score.rules.category_cap and mmr_lambda apply to catalogue scoring, not to score.candidates: "
+                "unset one (availability windows do apply to candidates)"
+            )
+        return self
 
 
 class PublishConfig(Section):

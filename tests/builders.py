@@ -93,6 +93,40 @@ def clustered_data(n_users: int = 60, n_items: int = 40, per_user: int = 9, seed
     return as32(tr_u), as32(tr_i), as32(te_u), as32(te_i), n_users, n_items
 
 
+def write_scored_run(
+    root: Path, users: np.ndarray, items: np.ndarray, train, test, date: str = "2026-01-02"
+) -> RunLayout:
+    """A run ready to score: mf factor files (`users`, `items`), vocabularies, and train / all
+    interactions from (user_idx, item_idx) pairs; returns its layout."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    layout = RunLayout(root, date)
+    layout.model_dir.mkdir(parents=True)
+    for path, key, matrix in (
+        (layout.user_factors, "user_idx", users),
+        (layout.item_factors, "item_idx", items),
+    ):
+        pq.write_table(
+            pa.table(
+                {
+                    key: pa.array(range(len(matrix)), pa.int32()),
+                    "factors": pa.array(matrix.tolist(), pa.list_(pa.float32())),
+                }
+            ),
+            path,
+        )
+    layout.model_manifest.write_text(json.dumps({"model": "mf", "score_activation": "identity"}))
+    write_vocab(layout.user_vocab, "user", len(users))
+    write_vocab(layout.item_vocab, "item", len(items))
+    pairs = train + test
+    write_split(layout.train, np.array([u for u, _ in train]), np.array([i for _, i in train]))
+    write_split(layout.interactions, np.array([u for u, _ in pairs]), np.array([i for _, i in pairs]))
+    return layout
+
+
 def write_prepared(root: Path, data=None) -> RunLayout:
     """Write a prepared run (train, test, vocabularies) under `root`; returns its layout."""
     tr_u, tr_i, te_u, te_i, n_users, n_items = data if data is not None else clustered_data()

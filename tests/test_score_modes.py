@@ -6,20 +6,17 @@ is driven through run_score / score_and_publish on a tiny prepared run written w
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from recbatch.config import Config
 from recbatch.errors import DataError
-from recbatch.layout import RunLayout
 from recbatch.score.candidates import score_candidate_batch
 from recbatch.score.fallback import fallback_batch
-from tests.builders import write_split, write_vocab
+from tests.builders import write_scored_run
 
 DATE = "2026-01-02"
 
@@ -92,31 +89,6 @@ def test_network_pair_logits_match_the_block_logits():
     )
 
 
-def _write_run(root, users: np.ndarray, items: np.ndarray, train, test) -> RunLayout:
-    layout = RunLayout(root, DATE)
-    layout.model_dir.mkdir(parents=True)
-    for path, key, matrix in (
-        (layout.user_factors, "user_idx", users),
-        (layout.item_factors, "item_idx", items),
-    ):
-        pq.write_table(
-            pa.table(
-                {
-                    key: pa.array(range(len(matrix)), pa.int32()),
-                    "factors": pa.array(matrix.tolist(), pa.list_(pa.float32())),
-                }
-            ),
-            path,
-        )
-    layout.model_manifest.write_text(json.dumps({"model": "mf", "score_activation": "identity"}))
-    write_vocab(layout.user_vocab, "user", len(users))
-    write_vocab(layout.item_vocab, "item", len(items))
-    pairs = train + test
-    write_split(layout.train, np.array([u for u, _ in train]), np.array([i for _, i in train]))
-    write_split(layout.interactions, np.array([u for u, _ in pairs]), np.array([i for _, i in pairs]))
-    return layout
-
-
 USERS = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
 ITEMS = np.array([[3, 0], [2, 0], [1, 0], [0, 3], [0, 2]], np.float32)
 TRAIN = [(0, 0), (1, 3), (1, 4), (2, 3)]
@@ -128,7 +100,7 @@ def test_candidate_table_mode_scores_only_given_pairs_and_counts_unknown_ids(spa
     from recbatch.pipeline import score_and_publish
     from recbatch.score.stage import run_score
 
-    layout = _write_run(tmp_path, USERS, ITEMS, TRAIN, TEST)
+    layout = write_scored_run(tmp_path, USERS, ITEMS, TRAIN, TEST)
     candidates = tmp_path / "candidates"
     rows = [
         ("u0", "i0"),  # seen (train): never recommended
@@ -186,7 +158,7 @@ def test_users_without_train_rows_get_the_fallback_and_publishing_counts_sources
     from recbatch.pipeline import score_and_publish
 
     users = np.vstack([USERS, [[5, 5]]]).astype(np.float32)  # u3: in the vocabulary, no train rows
-    layout = _write_run(tmp_path, users, ITEMS, TRAIN, TEST)
+    layout = write_scored_run(tmp_path, users, ITEMS, TRAIN, TEST)
     config = Config.model_validate({"paths": {"workdir": str(tmp_path)}, "score": {"k": 2}})
     manifest = score_and_publish(spark, config, layout, "r1")
     assert manifest["by_source"] == {"model": {"rows": 6, "users": 3}, "fallback": {"rows": 2, "users": 1}}

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from recbatch.artifacts import ACTIVATIONS
 from recbatch.core.network import NetworkWeights
+from recbatch.core.rules import ListRules, ruled_top_k
 from recbatch.core.topk import TopKScorer
 
 # The scored rows every worker yields (catalogue and candidate scoring alike), before ids are attached.
@@ -150,7 +151,44 @@ def mapped_items(path: str) -> np.ndarray:
     return _MAPPED[path]
 
 
-def score_block(block: Block, scorer: TopKScorer, activation: str) -> pa.RecordBatch:
+class RuledScorer:
+    """A kernel scorer whose k picks per user obey list rules (recbatch.core.rules).
+
+    The kernel ranks each user's pool (its k set to the pool size, then restored), and the
+    rules choose k of it; MMR compares the kernel's own item rows (factors, or the embedding
+    rows of a network model).
+    """
+
+    def __init__(self, scorer: TopKScorer, rules: ListRules, k: int) -> None:
+        self.scorer, self.rules, self.k = scorer, rules, k
+
+    def _pool_top(self, vecs: np.ndarray, seen: list[np.ndarray | None] | None):
+        def top(rows: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+            kept = self.scorer.k
+            self.scorer.k = p
+            try:
+                return self.scorer(vecs[rows], None if seen is None else [seen[r] for r in rows])
+            finally:
+                self.scorer.k = kept
+
+        return top
+
+    def _vectors(self, idx: np.ndarray) -> np.ndarray:
+        ids = self.scorer.item_ids
+        rows = idx if ids is None else np.minimum(np.searchsorted(ids, idx), len(ids) - 1)
+        return np.asarray(self.scorer.items[rows], dtype=np.float32)
+
+    def __call__(
+        self, user_vecs: np.ndarray, seen: list[np.ndarray | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, ranking scores) shaped (users, k), -1 / -inf padded, as TopKScorer."""
+        n_candidates = len(self.scorer.items)
+        vectors = self._vectors if self.rules.mmr else None
+        top = self._pool_top(np.asarray(user_vecs), seen)
+        return ruled_top_k(top, len(user_vecs), n_candidates, self.rules, self.k, vectors)
+
+
+def score_block(block: Block, scorer: TopKScorer | RuledScorer, activation: str) -> pa.RecordBatch:
     """Top-k rows of one block of users: padded slots dropped, ranks 1..n by (-dot, item_idx)."""
     users, vecs, seen = block
     idx, dots = scorer(vecs, seen)
@@ -176,18 +214,24 @@ def score_blocks(
     item_tile: int | None = None,
     item_ids: np.ndarray | None = None,
     network: NetworkWeights | None = None,
+    rules: ListRules | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Score decoded users (one Spark partition) in blocks of exactly `user_block` users.
 
     With `item_ids`, `items` holds only the allowed items (row r is catalogue item
     item_ids[r]). With `network` (the dense weights of an mlp/neumf model) users and items
-    are embedding rows ranked by the network's logit.
+    are embedding rows ranked by the network's logit. With active `rules` each user's k rows
+    are the rules' picks from a pool of the best items (`RuledScorer`); `score` stays the
+    model's score and the rank is the position after the rules.
     """
+    scorer: TopKScorer | RuledScorer
     if network is None:
         scorer = TopKScorer(items, k, item_tile, item_ids)  # one score buffer for the whole partition
     else:
         from recbatch.core.network_topk import worker_scorer
 
         scorer = worker_scorer(items, network, k, item_tile, item_ids)  # item side once per worker
+    if rules is not None and rules.active:
+        scorer = RuledScorer(scorer, rules, k)
     for block in regroup(blocks, user_block):
         yield score_block(block, scorer, activation)

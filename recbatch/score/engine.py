@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from recbatch.artifacts import ACTIVATIONS
 from recbatch.core.network import NetworkWeights
+from recbatch.core.rules import ListRules
 from recbatch.faults import fail_first_attempt, fail_task_once
 from recbatch.score.blocks import OUTPUT_SCHEMA, Block, decode, score_blocks
 from recbatch.score.items import ship_items
@@ -50,6 +51,7 @@ def score_users(
     item_transport: str = "broadcast",
     allowed_items: np.ndarray | None = None,
     network: NetworkWeights | None = None,
+    rules: ListRules | None = None,
 ) -> DataFrame:
     """Exact top-k items for every user in `user_factors` (user_idx, factors).
 
@@ -64,6 +66,8 @@ def score_users(
     k items where k allowed unseen items exist (an allow list, or the complement of a deny list).
     With `network` (an mlp/neumf model's dense weights) factors are embedding rows and ranking
     is by the network's logit (recbatch.core.network_topk); the weights travel by broadcast.
+    With active `rules` (a category cap, an MMR re-rank: recbatch.core.rules) each user's k
+    rows are chosen from the user's exact top pool; they travel by broadcast too.
     """
     if k < 1 or user_block < 1:
         raise ValueError(f"k and user_block must be >= 1, got k={k}, user_block={user_block}")
@@ -77,6 +81,7 @@ def score_users(
     if network is not None:
         network.check(items.shape[1])
         shared_network = spark.sparkContext.broadcast(network)
+    shared_rules = spark.sparkContext.broadcast(rules) if rules is not None and rules.active else None
     n_parts = partitions or spark.sparkContext.defaultParallelism
 
     inject = fail_task_once("score")
@@ -85,7 +90,10 @@ def score_users(
         if inject:
             fail_first_attempt()
         weights = None if shared_network is None else shared_network.value
-        return score_blocks(blocks, get_items(), k, user_block, activation, item_tile, item_ids, weights)
+        chosen = None if shared_rules is None else shared_rules.value
+        return score_blocks(
+            blocks, get_items(), k, user_block, activation, item_tile, item_ids, weights, chosen
+        )
 
     dim = items.shape[1]
     if isinstance(user_factors, UserFiles):

@@ -84,12 +84,16 @@ def fallback_recommendations(
     share: np.ndarray,
     k: int,
     seen_by_id: DataFrame | None = None,
+    categories: np.ndarray | None = None,
+    cap: int = 0,
 ) -> DataFrame:
     """user_id, item_idx, score (popularity share), rank: each user's first k unseen items of `order`.
 
     `users` holds user_id and user_idx (null for users unknown to the vocabulary); `seen`
     (user_idx, item_idx) is excluded where given, and for users without an index so are their
-    `seen_by_id` (user_id, item_idx) rows (users the filters removed).
+    `seen_by_id` (user_id, item_idx) rows (users the filters removed). With `cap` > 0 at most
+    `cap` items of one category (`categories` by item_idx) are taken, walking the order
+    (score.rules.category_cap, as the model's rows).
     """
     from pyspark.sql import functions as F
 
@@ -117,13 +121,16 @@ def fallback_recommendations(
                 F.col("user_idx"),
                 F.coalesce(F.col("seen"), F.col("_seen_by_id")).alias("seen"),
             )
-    shared = spark.sparkContext.broadcast((np.asarray(order, np.int32), np.asarray(share, np.float32)))
+    capped = categories if cap > 0 else None
+    shared = spark.sparkContext.broadcast(
+        (np.asarray(order, np.int32), np.asarray(share, np.float32), capped)
+    )
 
     def select(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        popular, shares = shared.value
+        popular, shares, cats = shared.value
         for batch in batches:
             if batch.num_rows:
-                yield fallback_batch(batch, popular, shares, k)
+                yield fallback_batch(batch, popular, shares, k, cats, cap)
 
     return (
         wanted.select("user_id", "seen")
@@ -132,15 +139,33 @@ def fallback_recommendations(
     )
 
 
-def fallback_batch(batch: pa.RecordBatch, order: np.ndarray, share: np.ndarray, k: int) -> pa.RecordBatch:
-    """Top-k unseen items of `order` for each row of a (user_id, seen) Arrow batch."""
+def _capped_picks(order: np.ndarray, open_positions: np.ndarray, categories: np.ndarray, cap: int, k: int):
+    """The first k of `open_positions` (into `order`) a greedy walk keeps under the category cap."""
+    from recbatch.core.rules import cap_mask
+
+    allowed = cap_mask(order[open_positions][None, :].astype(np.int64), categories, cap)[0]
+    return open_positions[np.flatnonzero(allowed)[:k]]
+
+
+def fallback_batch(
+    batch: pa.RecordBatch,
+    order: np.ndarray,
+    share: np.ndarray,
+    k: int,
+    categories: np.ndarray | None = None,
+    cap: int = 0,
+) -> pa.RecordBatch:
+    """Top-k unseen items of `order` for each row of a (user_id, seen) Arrow batch (capped: see above)."""
     from recbatch.score.blocks import as_numpy, from_numpy
 
     seen_col = batch.column("seen")
     lengths = as_numpy(pc.fill_null(pc.list_value_length(seen_col), 0), "seen lengths")
     flat = as_numpy(pc.list_flatten(seen_col), "seen item_idx").astype(np.int64, copy=False)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
+    capped = categories is not None and cap > 0
     head = np.arange(min(k, len(order)))
+    if capped:
+        head = _capped_picks(order, np.arange(len(order)), categories, cap, k)
     rows: list[np.ndarray] = []
     picks: list[np.ndarray] = []
     plain = np.flatnonzero(lengths == 0)
@@ -149,8 +174,11 @@ def fallback_batch(batch: pa.RecordBatch, order: np.ndarray, share: np.ndarray, 
         picks.append(np.tile(head, len(plain)))
     for r in np.flatnonzero(lengths > 0):
         user_seen = flat[offsets[r] : offsets[r + 1]]
-        window = order[: k + len(user_seen)]  # k unseen items are within the first k + |seen|
-        keep = np.flatnonzero(~np.isin(window, user_seen))[:k]
+        if capped:  # the cap may skip far down the order: walk all of it
+            keep = _capped_picks(order, np.flatnonzero(~np.isin(order, user_seen)), categories, cap, k)
+        else:
+            window = order[: k + len(user_seen)]  # k unseen items are within the first k + |seen|
+            keep = np.flatnonzero(~np.isin(window, user_seen))[:k]
         rows.append(np.full(len(keep), r))
         picks.append(keep)
     row = np.concatenate(rows) if rows else np.empty(0, np.int64)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from recbatch.config import Config, ScoreConfig
     from recbatch.core.network import NetworkWeights
+    from recbatch.core.rules import ListRules
     from recbatch.layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class ScoreRequest:
     train: DataFrame | None  # the rows the model was fitted on: the fallback ranks by their popularity
     cold: DataFrame | None  # cached user_id, user_idx (null if unknown) of the fallback's users, or None
     filtered: DataFrame | None = None  # user_id, item_idx of users prepare's filters removed (fallback)
+    rules: ListRules | None = None  # the category cap / MMR re-rank the workers apply (None: by score)
 
     @property
     def model(self) -> str:
@@ -117,6 +119,7 @@ def resolve_request(spark: SparkSession, config: Config, layout: RunLayout) -> S
         else None
     )
     allowed = allowed_items(spark, s, item_vocab, items.shape[0])
+    allowed, rules = _business_rules(s, layout, allowed, items.shape[0], network_model=_is_network(manifest))
     candidates = None
     if s.candidates is not None:
         from recbatch.score.candidates import eligible_candidates, read_candidates
@@ -151,7 +154,28 @@ def resolve_request(spark: SparkSession, config: Config, layout: RunLayout) -> S
         train=train,
         cold=cold,
         filtered=filtered,
+        rules=rules,
     )
+
+
+def _is_network(manifest: dict[str, Any]) -> bool:
+    return str(manifest.get("model")) in ("mlp", "neumf")
+
+
+def _business_rules(
+    s: ScoreConfig, layout: RunLayout, allowed: np.ndarray | None, n_items: int, network_model: bool
+) -> tuple[np.ndarray | None, ListRules | None]:
+    """[score.rules]: the allowed items less the unavailable ones, and the list rules (recbatch.score.rules)."""
+    from recbatch.score.rules import check_fill, list_rules, read_rules_metadata, with_availability
+
+    metadata = read_rules_metadata(s.rules, layout)
+    allowed = with_availability(allowed, metadata, s.rules, layout.date, n_items)
+    rules = list_rules(s.rules, metadata)
+    if s.candidates is None:
+        check_fill(rules, allowed, n_items, s.k)
+    if rules is not None and rules.mmr and network_model:
+        log.info("score.rules.mmr_lambda: item similarity is the cosine of the network's item embedding rows")
+    return allowed, rules
 
 
 def _require(layout: RunLayout, exclude_seen: bool, fallback: bool) -> None:

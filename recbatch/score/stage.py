@@ -107,6 +107,7 @@ def _rank_catalogue(spark: SparkSession, request: ScoreRequest) -> DataFrame:
         item_transport=plan.item_transport,
         allowed_items=request.allowed,
         network=request.network,
+        rules=request.rules,
     )
 
 
@@ -143,7 +144,11 @@ def _fallback(spark: SparkSession, request: ScoreRequest) -> DataFrame:
 
     order, share = popularity_order(spark, request.train, request.n_items, request.allowed)
     by_id = request.filtered if request.seen is not None else None
-    return fallback_recommendations(spark, request.cold, request.seen, order, share, request.score.k, by_id)
+    rules = request.rules
+    categories, cap = (rules.categories, rules.cap) if rules is not None else (None, 0)
+    return fallback_recommendations(
+        spark, request.cold, request.seen, order, share, request.score.k, by_id, categories, cap
+    )
 
 
 def expected_rows(spark: SparkSession, request: ScoreRequest) -> DataFrame:
@@ -161,6 +166,8 @@ def expected_rows(spark: SparkSession, request: ScoreRequest) -> DataFrame:
             pairs = pairs.join(request.subset.select("user_idx"), on="user_idx", how="left_semi")
         return expected_candidate_rows(pairs, request.user_vocab, request.per_user)
     users = _published_users(request)
+    if request.rules is not None and request.rules.cap > 0:
+        return _capped_expected_rows(spark, request, users)
     n_allowed = request.n_items if request.allowed is None else len(request.allowed)
     if request.seen is None:
         return users.select(F.col("user_id"), F.lit(n_allowed).cast("long").alias("expected"))
@@ -183,6 +190,35 @@ def expected_rows(spark: SparkSession, request: ScoreRequest) -> DataFrame:
         rows = rows.withColumn("n_seen_by_id", F.lit(None).cast("long"))
     n = F.coalesce(F.col("n_seen"), F.col("n_seen_by_id"), F.lit(0))
     return rows.select(F.col("user_id"), (F.lit(n_allowed) - n).cast("long").alias("expected"))
+
+
+def _capped_expected_rows(spark: SparkSession, request: ScoreRequest, users: DataFrame) -> DataFrame:
+    """user_id, expected under score.rules.category_cap: the capped list length less what seen items cost.
+
+    The same shape as the uncapped count (by user_idx, else by user_id for users the filters
+    removed); users left short of k are counted in a warning (recbatch.score.rules).
+    """
+    from recbatch.score.rules import cap_losses, capped_list_rows, warn_short
+
+    rules = request.rules
+    assert rules is not None
+    full = capped_list_rows(rules, request.allowed)
+    rows = users.withColumn("lost", F.lit(None).cast("long")).withColumn(
+        "lost_by_id", F.lit(None).cast("long")
+    )
+    if request.seen is not None:
+        lost = cap_losses(spark, request.seen, "user_idx", rules, request.allowed)
+        rows = users.join(lost, on="user_idx", how="left").withColumn("lost_by_id", F.lit(None).cast("long"))
+        if request.filtered is not None:
+            by_id = request.filtered.select(F.col("user_id").cast("string").alias("user_id"), "item_idx")
+            lost_by_id = cap_losses(spark, by_id, "user_id", rules, request.allowed)
+            rows = rows.drop("lost_by_id").join(
+                lost_by_id.withColumnRenamed("lost", "lost_by_id"), on="user_id", how="left"
+            )
+    n = F.coalesce(F.col("lost"), F.col("lost_by_id"), F.lit(0))
+    expected = rows.select(F.col("user_id"), (F.lit(full) - n).cast("long").alias("expected"))
+    warn_short(expected, request.score.k)
+    return expected
 
 
 def _published_users(request: ScoreRequest) -> DataFrame:
