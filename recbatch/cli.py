@@ -250,6 +250,7 @@ def evaluate(
     """Rank held-out items for the model(s) and the baselines; print and save metrics, report.md, plots."""
     from recbatch import pipeline
     from recbatch.evaluate.table import format_metrics_table
+    from recbatch.summary import rules_lines
 
     flags = {"protocol": protocol, "negatives": negatives}
     overrides = list(set_ or []) + [f"evaluate.{k}={_toml(v)}" for k, v in flags.items() if v is not None]
@@ -259,6 +260,8 @@ def evaluate(
         spark = _spark(cfg) if "als" in cfg.evaluate.baselines else None
         metrics = pipeline.evaluate(cfg, layout, spark)
     typer.echo(format_metrics_table(metrics))
+    for line in rules_lines(metrics.get("rules") or {}):
+        typer.echo(line)
     if cfg.evaluate.protocol == "sampled":
         typer.echo("warning: sampled metrics can reorder models (Krichene & Rendle, KDD 2020); see report.md")
     typer.echo(f"metrics -> {layout.metrics}")

@@ -186,6 +186,11 @@ class SynthConfig(Section):
     files: int = Field(1, ge=1, description="Number of part files to write.")
     seed: int = Field(7, description="Random seed: the same seed gives byte-identical files.")
     out: str = Field("data/demo/events.csv", description="Output file (or directory when files > 1).")
+    item_metadata: str = Field(
+        "",
+        description="Also write an item-metadata CSV here (item_id, category = the item's taste cluster), "
+        "as score.rules.item_metadata reads it ('': none).",
+    )
 
     @field_validator("end_date")
     @classmethod

@@ -124,7 +124,24 @@ def evaluation_lines(metrics: dict[str, Any], evaluated: dict[str, Any]) -> list
             f"evaluated: {evaluated.get('model')} fitted on the train split "
             f"({evaluated.get('train_positives', 0):,} positives), ranked on the held-out test split"
         )
+    lines += rules_lines(metrics.get("rules") or {})
     return lines
+
+
+def rules_lines(effect: dict[str, Any]) -> list[str]:
+    """What [score.rules] did to the evaluated lists: the NDCG cost and the diversity bought."""
+    if not effect:
+        return []
+    k, plain, ruled = effect["k"], effect["by_score"], effect["with_rules"]
+    line = (
+        f"score.rules (category_cap {effect['category_cap']}, mmr_lambda {effect['mmr_lambda']}): "
+        f"ndcg@{k} {plain['ndcg']:.4f} by score -> {ruled['ndcg']:.4f} ({effect['ndcg_cost_share']:+.1%})"
+    )
+    if "intra_list_diversity" in ruled:
+        line += f", intra-list diversity {plain['intra_list_diversity']:.3f} -> {ruled['intra_list_diversity']:.3f}"
+    if "max_per_category" in ruled:
+        line += f", most of one category {plain['max_per_category']} -> {ruled['max_per_category']}"
+    return [line]
 
 
 def published_model_lines(model: dict[str, Any]) -> list[str]:

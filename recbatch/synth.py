@@ -164,6 +164,26 @@ def _window(cfg: SynthConfig) -> tuple[int, int]:
     return t1 - cfg.days * 86_400 + 1, t1
 
 
+def write_item_metadata(world: World, path: Path, width: int) -> str:
+    """item_id, category (c<taste cluster>) of every item: what score.rules.item_metadata reads."""
+    codes = np.arange(len(world.item_cluster))
+    table = pa.table(
+        {
+            "item_id": _ids("i", codes, width),
+            "category": _ids("c", world.item_cluster, 1),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as sink:
+        sink.write(b"item_id,category\n")
+        pacsv.write_csv(
+            table, sink, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none")
+        )
+    os.replace(tmp, path)
+    return str(path)
+
+
 def generate(cfg: SynthConfig, out: str | Path | None = None) -> dict:
     """Write the synthetic event log described by `cfg` to `out` (default `cfg.out`).
 
@@ -207,7 +227,10 @@ def generate(cfg: SynthConfig, out: str | Path | None = None) -> dict:
                     rows += table.num_rows
         os.replace(tmp, path)
     logger.info("synth: wrote %d rows (%d malformed) to %s", rows, total_bad, target)
-    return {
+    summary = {}
+    if cfg.item_metadata:
+        summary["item_metadata"] = write_item_metadata(world, Path(cfg.item_metadata), iw)
+    return summary | {
         "rows": rows,
         "events": cfg.events,
         "malformed": total_bad,

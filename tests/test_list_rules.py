@@ -73,6 +73,47 @@ def test_mmr_matches_a_naive_loop():
         assert got[r].tolist() == picked
 
 
+def test_evaluation_ranks_through_the_same_rules_as_the_naive_greedy():
+    from recbatch.core.ranking import DotScorer
+    from recbatch.evaluate.list_rules import rank_users_ruled
+
+    rng = np.random.default_rng(2)
+    n_users, n_items, k, cap = 25, 50, 6, 2
+    users_m = rng.normal(size=(n_users, 4)).astype(np.float32)
+    items_m = rng.normal(size=(n_items, 4)).astype(np.float32)
+    categories = (np.arange(n_items) % 4).astype(np.int32)
+    seen = [rng.choice(n_items, 4, replace=False) for _ in range(n_users)]
+    scorer = DotScorer(users_m, items_m, block=7)  # blocks that do not divide the users
+    got = rank_users_ruled(scorer, np.arange(n_users), k, seen, ListRules(categories, cap=cap, pool=k), None)
+    scores = users_m @ items_m.T
+    for r, ranking in enumerate(_full_ranking(scores, [set(x.tolist()) for x in seen])):
+        want, count = [], {}
+        for i in ranking:
+            if count.get(categories[i], 0) < cap and len(want) < k:
+                want.append(i)
+                count[categories[i]] = count.get(categories[i], 0) + 1
+        assert got[r].tolist() == want
+
+
+def test_list_diversity_and_category_counts_match_naive_loops():
+    from recbatch.core.metrics import category_counts, intra_list_diversity
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(30, 5))
+    categories = np.where(np.arange(30) < 25, np.arange(30) % 3, -1)  # the last five in no category
+    ranked = np.array([rng.permutation(30)[:6] for _ in range(9)] + [[4, -1, -1, -1, -1, -1]])
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    per_list = [
+        np.mean([1 - unit[a] @ unit[b] for a in row for b in row if a != b]) for row in ranked[:9]
+    ]  # the last list has one item: no pair, not averaged
+    assert intra_list_diversity(ranked, 6, vectors) == pytest.approx(np.mean(per_list))
+    distinct = [len({categories[i] for i in row if i >= 0 and categories[i] >= 0}) for row in ranked]
+    most = max(
+        max(np.bincount([categories[i] for i in row if i >= 0 and categories[i] >= 0])) for row in ranked
+    )
+    assert category_counts(ranked, 6, categories) == (pytest.approx(np.mean(distinct)), most)
+
+
 def test_availability_window_is_inclusive_with_open_ends():
     lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
     start = np.array([10, lo, 11, 5], np.int64)

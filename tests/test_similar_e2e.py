@@ -129,14 +129,34 @@ def test_similar_before_train_says_what_to_run(tmp_path):
     assert "recbatch train --date 2026-01-02" in result.output
 
 
-def test_run_with_similar_enabled_publishes_both_tables(spark, tmp_path):
+def test_run_with_similar_and_list_rules_publishes_both_tables(spark, tmp_path):
+    """One pipeline run for two wirings: the [similar] stage, and [score.rules] from synth's metadata
+    through the published lists to the evaluation report."""
     from pyspark.sql import functions as F
 
     config = _config(tmp_path)
-    assert runner.invoke(app, ["synth", "--config", str(config)]).exit_code == 0
-    result = runner.invoke(app, ["run", "--config", str(config), "--date", DATE])
+    items_csv = tmp_path / "items.csv"
+    rules = [
+        f"synth.item_metadata='{items_csv}'",
+        f"score.rules.item_metadata='{items_csv}'",
+        "score.rules.category_cap=2",
+        "score.k=5",
+    ]
+    sets = [arg for rule in rules for arg in ("--set", rule)]
+    assert runner.invoke(app, ["synth", "--config", str(config), *sets]).exit_code == 0
+    result = runner.invoke(app, ["run", "--config", str(config), "--date", DATE, *sets])
     assert result.exit_code == 0, result.output
     root = tmp_path / "work" / "published"
+    category = spark.read.csv(str(items_csv), header=True)
+    lists = read_published(spark, str(root), "recommendations", DATE).where(F.col("source") == "model")
+    per_category = lists.join(category, on="item_id").groupBy("user_id", "category").count()
+    assert lists.count() > 0 and per_category.agg(F.max("count")).first()[0] == 2
+    metrics = json.loads((tmp_path / "work" / "runs" / f"dt={DATE}" / "eval" / "metrics.json").read_text())
+    effect = metrics["rules"]
+    assert effect["with_rules"]["max_per_category"] == 2 < effect["by_score"]["max_per_category"]
+    assert effect["with_rules"]["categories"] > effect["by_score"]["categories"]
+    report = (tmp_path / "work" / "runs" / f"dt={DATE}" / "eval" / "report.md").read_text()
+    assert "## Business rules: what they cost at K = 5" in report
     table = read_published(spark, str(root), "similar_items", DATE)
     items = spark.read.parquet(
         str(tmp_path / "work" / "runs" / f"dt={DATE}" / "prepared" / "vocab" / "items")

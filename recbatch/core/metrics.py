@@ -21,6 +21,13 @@ Beyond accuracy (when the train popularity of items is given):
 - novelty@K          mean self-information -log2(pop_i / n_train_users) of recommended items
                      (pop_i = train users of item i, at least 1), averaged over users
 - popularity_bias@K  share of recommended slots taken by the top 10% most popular items
+
+Of the lists themselves (what business rules change; recbatch.evaluate.list_rules):
+
+- intra_list_diversity@K  mean over lists of the mean pairwise cosine distance (1 - cos) between
+                          the item vectors of a list's top K (lists of fewer than 2 items skipped)
+- categories@K            mean number of distinct categories in a list's top K
+- max_per_category@K      the most items one category takes in any list's top K
 """
 
 from __future__ import annotations
@@ -166,3 +173,49 @@ def ranking_metrics(
             out[f"novelty@{k}"] = novelty(ranked, k, popularity, n_train_users)
             out[f"popularity_bias@{k}"] = popularity_bias(ranked, k, popularity)
     return out
+
+
+_LIST_BLOCK = 4096  # lists per block: bounds the (block, K, K) similarity array
+
+
+def intra_list_diversity(ranked: np.ndarray, k: int, item_vectors: np.ndarray) -> float:
+    """Mean pairwise cosine distance inside each list's top K, averaged over lists of 2+ items."""
+    from recbatch.core.rules import unit_rows
+
+    unit = unit_rows(item_vectors)
+    total, lists = 0.0, 0
+    top = np.asarray(ranked)[:, :k]
+    for start in range(0, len(top), _LIST_BLOCK):
+        block = top[start : start + _LIST_BLOCK]
+        valid = block >= 0
+        vecs = unit[np.maximum(block, 0)] * valid[..., None]
+        sims = np.einsum("nkd,njd->nkj", vecs, vecs)
+        pairs = valid[:, :, None] & valid[:, None, :] & ~np.eye(block.shape[1], dtype=bool)
+        n_pairs = pairs.sum(axis=(1, 2))
+        ok = n_pairs > 0
+        distance = np.where(pairs, 1.0 - sims, 0.0).sum(axis=(1, 2))
+        total += float((distance[ok] / n_pairs[ok]).sum())
+        lists += int(ok.sum())
+    return total / lists if lists else 0.0
+
+
+def category_counts(ranked: np.ndarray, k: int, categories: np.ndarray) -> tuple[float, int]:
+    """(mean distinct categories per list, most items of one category in any list) over top K.
+
+    `categories` holds a code >= 0 per item index (negative: no category, never counted).
+    """
+    cats = np.asarray(categories, np.int64)
+    n_codes = int(cats.max()) + 1 if len(cats) and cats.max() >= 0 else 1
+    top = np.asarray(ranked)[:, :k]
+    distinct, most = 0.0, 0
+    for start in range(0, len(top), _LIST_BLOCK):
+        block = top[start : start + _LIST_BLOCK]
+        codes = np.where(block >= 0, cats[np.maximum(block, 0)], -1)
+        rows = np.repeat(np.arange(len(block)), block.shape[1])
+        keep = codes.ravel() >= 0
+        counts = np.bincount(
+            rows[keep] * n_codes + codes.ravel()[keep], minlength=len(block) * n_codes
+        ).reshape(len(block), n_codes)
+        distinct += float((counts > 0).sum())
+        most = max(most, int(counts.max(initial=0)))
+    return (distinct / len(top) if len(top) else 0.0), most

@@ -126,10 +126,52 @@ def _two_stage(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+RULES_TEXT = (
+    "The trained model's lists for the same users by score alone and through [score.rules] (the "
+    "selection the scoring workers run), on the evaluation split. Intra-list diversity: mean cosine "
+    "distance between a list's item vectors; categories: distinct categories per list; max per "
+    "category: the most items one category takes in any list."
+)
+
+
+def _rules(metrics: dict[str, Any]) -> list[str]:
+    effect = metrics.get("rules") or {}
+    if not effect:
+        return []
+    k = effect["k"]
+    settings = f"category_cap = {effect['category_cap']}, mmr_lambda = {effect['mmr_lambda']}, pool = {effect['pool']}"
+    lines = [
+        "",
+        f"## Business rules: what they cost at K = {k}",
+        "",
+        f"{RULES_TEXT} Settings: {settings}.",
+        "",
+    ]
+    columns = [
+        ("hr", f"HR@{k}"),
+        ("ndcg", f"NDCG@{k}"),
+        ("coverage", "coverage"),
+        ("intra_list_diversity", "intra-list diversity"),
+        ("categories", "categories"),
+        ("max_per_category", "max per category"),
+    ]
+    shown = [(key, title) for key, title in columns if key in effect["by_score"]]
+    lines += ["| lists | " + " | ".join(t for _, t in shown) + " |", "|---" * (len(shown) + 1) + "|"]
+    for label, key in (("by score", "by_score"), ("with rules", "with_rules")):
+        row = effect[key]
+        cells = [str(row[c]) if c == "max_per_category" else f"{row[c]:.4f}" for c, _ in shown]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"NDCG@{k} cost of the rules: {effect['ndcg_cost']:+.4f} ({effect['ndcg_cost_share']:+.1%}).",
+    ]
+    return lines
+
+
 def render_markdown(metrics: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     """The report text: protocol, comparison tables, personalisation, plots."""
     lines = _header(metrics) + _verdict(metrics) + _tables(metrics)
-    lines += _personalisation(metrics) + _two_stage(metrics)
+    lines += _personalisation(metrics) + _two_stage(metrics) + _rules(metrics)
     lines += ["", "## Plots", ""]
     for title, file in plots:
         lines += [f"### {title}", "", f"![{title}]({file})", ""]

@@ -39,6 +39,7 @@ from recbatch.core.ranking import (
 from recbatch.errors import DataError
 from recbatch.evaluate.baselines import item_popularity, popularity_scorers, recent_popularity
 from recbatch.evaluate.diagnostics import long_tail, personalisation
+from recbatch.evaluate.list_rules import rules_effect
 from recbatch.evaluate.table import format_metrics_table
 from recbatch.evaluate.two_stage import two_stage
 from recbatch.layout import RunLayout
@@ -232,7 +233,11 @@ def run_evaluate(
             tests.relevant,
             ecfg.primary_k,
         )
+    rules = None
+    if tests.candidates is None:  # the rules shape full lists; a sampled ranking has none
+        rules = rules_effect(config, layout, model_name, main, tests.users, tests.seen, tests.relevant)
     metrics = _metrics(config, model_name, num_items, tests, ranked, histories, staged)
+    metrics["rules"] = rules or {}
     write_json(layout.metrics, metrics)
     if ecfg.report:
         from recbatch.evaluate.report import write_report
