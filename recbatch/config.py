@@ -794,6 +794,15 @@ class RedisExportConfig(Section):
         ge=1,
         description="Keys per MSET command; each Spark task pipelines its commands on one connection.",
     )
+    writer: Literal["auto", "executors", "driver"] = Field(
+        "auto",
+        description="Who sends the keys: 'executors' (Spark tasks reading the table), 'driver' (this process "
+        "reads the published part files with pyarrow, one thread and connection per core), or 'auto': the "
+        "driver up to driver_max_rows rows, where a Spark job's fixed cost outweighs the work.",
+    )
+    driver_max_rows: int = Field(
+        5_000_000, ge=0, description="writer = 'auto': the largest table the driver writes itself."
+    )
 
     @model_validator(mode="after")
     def _redis_url(self) -> RedisExportConfig:

@@ -91,6 +91,13 @@ def test_values_are_json_pairs_in_rank_order_with_exact_float32_scores():
     decoded = json.loads(values[1])
     assert [item for item, _ in decoded] == odd
     assert [np.float32(score) for _, score in decoded] == [np.float32(s) for s in scores]
+    # Already in (user, rank) order, as published files are, and escapes without control characters:
+    # the encoder's fast paths give the same values.
+    plain = [r for r in rows if "\t" not in r[1]]
+    ordered = sorted(plain, key=lambda r: (r[0], r[3]))
+    got = [json.loads(v) for v in redis_values.encode_users(rows_table(ordered), "p:v1:")[1].to_pylist()]
+    want = [[[i, np.float32(sc)] for u, i, sc, _ in ordered if u == user] for user in ("u0", "u1")]
+    assert [[[i, np.float32(sc)] for i, sc in v] for v in got] == want
 
 
 def test_a_task_writes_its_inner_users_and_hands_back_the_first_and_last(redis_server):
@@ -145,7 +152,10 @@ def test_the_pointer_moves_only_to_whole_versions_and_the_old_one_expires(
     before = spark.conf.get(batch_rows)
     spark.conf.set(batch_rows, "12")
     try:
-        done = export(spark, tmp_path, redis_config(redis_server, prefix, ttl_seconds=600, batch_size=2))
+        # The executors' writer: its small batches make the write long enough to overlap the reads;
+        # the pointer protocol around it is the same for the driver's writer.
+        settings = {"ttl_seconds": 600, "batch_size": 2, "writer": "executors"}
+        done = export(spark, tmp_path, redis_config(redis_server, prefix, **settings))
     finally:
         spark.conf.set(batch_rows, before)
         stop.set()
@@ -164,23 +174,26 @@ def test_the_pointer_moves_only_to_whole_versions_and_the_old_one_expires(
 
 
 def test_re_exporting_the_same_version_keeps_pointer_keys_and_values(spark, tmp_path, redis_server, password):
+    """Also: the driver's and the executors' writers write the same keys and values."""
     prefix, client = "rerun", redis_server.client()
     version = publish(spark, tmp_path / "pub", "run1", 40)
-    export(spark, tmp_path, redis_config(redis_server, prefix))
+    first = export(spark, tmp_path, redis_config(redis_server, prefix, writer="executors"))
     before = {k: client.get(k) for k in version_keys(client, prefix, version)}
 
     again = export(spark, tmp_path, redis_config(redis_server, prefix))
 
+    assert (first["writer"], again["writer"]) == ("executors", "driver")  # auto: a small table
     assert len(before) == 40 and again["expiring"] == []
     assert {k: client.get(k) for k in version_keys(client, prefix, version)} == before
     assert client.get(f"{prefix}:current").decode() == version
     assert client.ttl(f"{prefix}:{version}:u0000") == -1
 
 
+@pytest.mark.parametrize("writer", ["executors", "driver"])
 def test_a_write_refused_midway_leaves_the_pointer_and_removes_the_partial_version(
-    spark, tmp_path, redis_server, password
+    spark, tmp_path, redis_server, password, writer
 ):
-    prefix, client = "oom", redis_server.client()
+    prefix, client = f"oom-{writer}", redis_server.client()
     first = publish(spark, tmp_path / "pub", "run1", 30)
     export(spark, tmp_path, redis_config(redis_server, prefix))
     second = publish(spark, tmp_path / "pub", "run2", 3000)
@@ -191,7 +204,7 @@ def test_a_write_refused_midway_leaves_the_pointer_and_removes_the_partial_versi
     client.config_set("maxmemory", str(used + 200_000))
     try:
         with pytest.raises(PipelineError) as caught:
-            export(spark, tmp_path, redis_config(redis_server, prefix, batch_size=50))
+            export(spark, tmp_path, redis_config(redis_server, prefix, batch_size=50, writer=writer))
     finally:
         client.config_set("maxmemory", "0")
 

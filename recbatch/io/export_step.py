@@ -8,6 +8,7 @@ exit 4) unless they equal the publish manifest's: rows written = rows published.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -38,17 +39,20 @@ def run_exports(
     out_dir: Path,
 ) -> dict[str, dict[str, Any]]:
     """Export the date's published table in each format; returns {format: target, rows, users, seconds}."""
-    from recbatch.io.publish import published_manifest, read_published
+    from recbatch.io.versions import MANIFEST, resolve
+    from recbatch.storage import location
 
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ConfigError(f"export formats {', '.join(unknown)}: unknown; choose from {', '.join(FORMATS)}")
-    manifest = published_manifest(published_root, table_name, date)
-    table = read_published(spark, published_root, table_name, date)
+    # One resolution of the commit log: the manifest, the table and its files are one version.
+    folder = resolve(location(published_root), table_name, date)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    table = spark.read.parquet(str(folder))
     results: dict[str, dict[str, Any]] = {}
     for fmt in formats:
         started = time.perf_counter()
-        result = _export_one(spark, table, manifest, export, fmt, out_dir, table_name, date)
+        result = _export_one(spark, table, manifest, export, fmt, out_dir, table_name, date, folder)
         check_accounting(fmt, result, manifest)
         result["seconds"] = round(time.perf_counter() - started, 2)
         log.info(
@@ -81,6 +85,7 @@ def _export_one(
     out_dir: Path,
     table_name: str,
     date: str,
+    folder: Any = None,
 ) -> dict[str, Any]:
     if fmt == "jdbc":
         from recbatch.io.export_jdbc import export_jdbc
@@ -89,7 +94,7 @@ def _export_one(
     if fmt == "redis":
         from recbatch.io.export_redis import export_redis
 
-        return export_redis(spark, table, manifest, export.redis, date)
+        return export_redis(spark, table, manifest, export.redis, date, folder)
     from recbatch.io.export import export_table
 
     target = export_table(table, [fmt], out_dir, table_name, date)[fmt]

@@ -30,66 +30,75 @@ from tests.faults.conftest import (
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.faults]
 
 
-def _rerun_cleans_up(config, work, date=DATE):
-    code, out = finish(recbatch("score", "--config", str(config), "--date", date))
-    assert code == 0, out[-3000:]
-    assert debris(work) == []
+def _refused_while_held(config) -> None:
+    """Every command that writes the work directory, started at once: each is refused before Spark."""
+    started = time.monotonic()
+    waiting = {
+        command: recbatch(command, "--config", str(config), *([] if command == "gc" else ["--date", DATE]))
+        for command in ("run", "train", "score", "gc")
+    }
+    for command, process in waiting.items():
+        code, out = finish(process)
+        assert code == 5, (command, out[-2000:])
+        assert "another recbatch run holds the lock" in one_error_line(out)
+    assert time.monotonic() - started < 60  # refused before any Spark work
 
 
-@pytest.mark.parametrize("point", ["written", "before_commit"])
-def test_kill_during_publish_keeps_the_previous_version(workdir, reader, point):
-    """Killed while writing the new version, or with it complete but not yet committed."""
+def test_kills_at_every_point_of_publish_then_reruns_publish_the_same_content(workdir, reader):
+    """One work directory through each publish fault in turn, every one a process of its own, with a
+    reader polling throughout; the faults leave state for the next, as they would in cron.
+
+    - paused at `written` (the new version's files complete, nothing committed), holding the lock:
+      every other command is refused at once; then kill -9
+    - kill -9 at `before_commit`: the previous version stays current
+    - kill -9 at `after_commit`: the new version is current and whole
+    - two reruns in new processes clean up every debris and publish the same content
+    """
+    from recbatch.io.publish import published_manifest
+
     config, work = workdir
     before = read_current(work)
-    process = recbatch("score", "--config", str(config), "--date", DATE, env={"RECBATCH_PAUSE_AT": point})
-    wait_for(process, f"paused at {point}")
-    kill_group(process)
-    assert read_current(work) == before
-    _rerun_cleans_up(config, work)
-
-
-def test_kill_right_after_the_commit_serves_the_new_version_whole(workdir, reader):
-    config, work = workdir
-    before = read_current(work)
-    process = recbatch(
-        "score", "--config", str(config), "--date", DATE, env={"RECBATCH_PAUSE_AT": "after_commit"}
-    )
-    wait_for(process, "paused at after_commit")
-    kill_group(process)
+    for point in ("written", "before_commit", "after_commit"):
+        process = recbatch("score", "--config", str(config), "--date", DATE, env={"RECBATCH_PAUSE_AT": point})
+        try:
+            wait_for(process, f"paused at {point}")
+            if point == "written":
+                _refused_while_held(config)
+        finally:
+            kill_group(process)
+        if point != "after_commit":
+            assert read_current(work) == before, point
     after = read_current(work)
     assert after["version"] != before["version"] and after["rows"] == after["expected"] == before["rows"]
-    _rerun_cleans_up(config, work)
+
+    published = []
+    for _ in range(2):
+        code, out = finish(recbatch("score", "--config", str(config), "--date", DATE))
+        assert code == 0, out[-3000:]
+        assert debris(work) == []
+        published.append(published_manifest(work / "published", TABLE, DATE))
+    first, second = published
+    # The copy's config names another workdir, so its run id (a table column) differs from the
+    # trained one's: the two reruns here are what must agree.
+    assert second["version"] != first["version"] and second["content_sha256"] == first["content_sha256"]
+    assert [f["content_sha256"] for f in second["files"]] == [f["content_sha256"] for f in first["files"]]
+    assert os.path.exists(work / "published" / TABLE / f"dt={DATE}")
 
 
-@pytest.mark.parametrize("stage", ["prepare", "train"])
-def test_kill_during_an_earlier_stage_leaves_the_table_and_the_lock_free(workdir, reader, stage):
+def test_kills_during_prepare_and_train_leave_the_table_and_the_lock_free(workdir, reader):
     config, work = workdir
     before = read_current(work)
-    process = recbatch("run", "--config", str(config), "--date", DATE, "--verbose")
-    wait_for(process, f"stage {stage}: starting")
-    time.sleep(2)
-    kill_group(process)
-    assert read_current(work) == before
+    for stage in ("prepare", "train"):
+        process = recbatch("run", "--config", str(config), "--date", DATE, "--verbose")
+        try:
+            wait_for(process, f"stage {stage}: starting")
+            time.sleep(2)
+        finally:
+            kill_group(process)
+        assert read_current(work) == before, stage
     code, out = finish(recbatch("run", "--config", str(config), "--date", DATE))  # the lock is free at once
     assert code == 0, out[-3000:]
     assert debris(work) == []
-
-
-def test_overlapping_commands_are_refused_while_a_run_holds_the_lock(workdir, reader):
-    config, work = workdir
-    holder = recbatch("score", "--config", str(config), "--date", DATE, env={"RECBATCH_PAUSE_AT": "written"})
-    try:
-        wait_for(holder, "paused at written")
-        for command in (["run"], ["train"], ["score"], ["gc"]):
-            started = time.monotonic()
-            dated = [] if command == ["gc"] else ["--date", DATE]
-            code, out = finish(recbatch(*command, "--config", str(config), *dated))
-            assert code == 5, (command, out[-2000:])
-            assert "another recbatch run holds the lock" in one_error_line(out)
-            assert time.monotonic() - started < 60  # refused before any Spark work
-    finally:
-        kill_group(holder)
-    _rerun_cleans_up(config, work)
 
 
 def test_a_full_disk_while_writing_fails_cleanly(workdir):
@@ -125,8 +134,7 @@ def test_a_swapped_model_file_is_refused_by_name(workdir, reader):
     model.write_bytes(good[:-10] + b"0123456789")
     code, out = finish(recbatch("score", "--config", str(config), "--date", DATE))
     assert code == 4 and "model.keras does not match the sha256 train recorded" in one_error_line(out)
-    model.write_bytes(good)
-    _rerun_cleans_up(config, work)
+    assert debris(work) == []  # refused before anything was written or claimed
 
 
 def test_a_truncated_factor_file_is_refused(workdir, reader):
@@ -161,20 +169,3 @@ def test_a_task_failing_once_is_retried_and_the_run_succeeds(workdir, reader):
     )
     assert code == 0, out[-3000:]
     assert read_current(work)["rows"] > 0 and debris(work) == []
-
-
-def test_reruns_in_new_processes_publish_the_same_content(workdir):
-    config, work = workdir
-    from recbatch.io.publish import published_manifest
-
-    # The copy's config names another workdir, so its run id (a table column) differs from the
-    # trained one's: publish twice from here and compare those two.
-    code, out = finish(recbatch("score", "--config", str(config), "--date", DATE))
-    assert code == 0, out[-3000:]
-    first = published_manifest(work / "published", TABLE, DATE)
-    code, out = finish(recbatch("score", "--config", str(config), "--date", DATE))
-    assert code == 0, out[-3000:]
-    second = published_manifest(work / "published", TABLE, DATE)
-    assert second["version"] != first["version"] and second["content_sha256"] == first["content_sha256"]
-    assert [f["content_sha256"] for f in second["files"]] == [f["content_sha256"] for f in first["files"]]
-    assert os.path.exists(work / "published" / TABLE / f"dt={DATE}")
