@@ -684,7 +684,7 @@ def bench_export(
     only: Annotated[
         list[str] | None,
         typer.Option(
-            help="Contenders: recbatch-jdbc, driver-copy, naive-insert, recbatch-redis, redis-driver (repeatable)."
+            help="Contenders: recbatch-jdbc, driver-copy, naive-insert, recbatch-redis, recbatch-redis-executors, redis-driver (repeatable)."
         ),
     ] = None,
     verbose: VerboseOpt = False,

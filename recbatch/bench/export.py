@@ -8,9 +8,12 @@ Contenders, each from the published Parquet to rows committed in the server:
                   staging table, count check, unique index (user_id, rank), one-transaction swap
   driver-copy     toPandas() + COPY FROM STDIN on one psycopg connection (the fast single-connection way)
   naive-insert    toPandas() + executemany INSERT on one psycopg connection
-  recbatch-redis  recbatch.io.export_redis: per-user values built with Arrow in the executor tasks
-                  reading the table (no shuffle), pipelined MSETs, pointer swap, expiry of the
+  recbatch-redis  recbatch.io.export_redis as configured by default (writer = "auto": at this size
+                  the driver reads the published part files, one thread and connection per core),
+                  per-user values built with Arrow, pipelined MSETs, pointer swap, expiry of the
                   replaced version (each run writes a new version)
+  recbatch-redis-executors  the same with writer = "executors": Spark tasks reading the table (no
+                  shuffle) build and send the values, the way for tables past driver_max_rows
   redis-driver    toPandas(), grouped in pandas, pipelined SETs of the same values on one connection
 Timing: one warm-up for the Spark contenders, then `runs` timed runs; medians. Memory: peak resident
 set of this process tree (driver, JVM, Python workers; the servers excluded), sampled every 0.1 s.
@@ -26,8 +29,15 @@ from typing import Any
 from recbatch.bench.harness import MIB, PeakSampler, median, save_results, timed, tree_rss
 
 DATE = "2026-01-02"
-CONTENDERS = ("recbatch-jdbc", "driver-copy", "naive-insert", "recbatch-redis", "redis-driver")
-SPARK_CONTENDERS = ("recbatch-jdbc", "recbatch-redis")
+CONTENDERS = (
+    "recbatch-jdbc",
+    "driver-copy",
+    "naive-insert",
+    "recbatch-redis",
+    "recbatch-redis-executors",
+    "redis-driver",
+)
+SPARK_CONTENDERS = ("recbatch-jdbc", "recbatch-redis", "recbatch-redis-executors")
 
 
 @dataclass
@@ -82,6 +92,8 @@ def run_contenders(spark, spec: ExportSpec, root: Path, postgres, redis_server) 
     from recbatch.io.export_jdbc import export_jdbc
     from recbatch.io.export_redis import export_redis
     from recbatch.io.publish import published_manifest, read_published
+    from recbatch.io.versions import resolve
+    from recbatch.storage import location
 
     os.environ["RECBATCH_BENCH_PG_PASSWORD"] = postgres.password
     os.environ["RECBATCH_BENCH_REDIS_PASSWORD"] = redis_server.password or ""
@@ -104,15 +116,22 @@ def run_contenders(spark, spec: ExportSpec, root: Path, postgres, redis_server) 
         }
     )
     manifest = published_manifest(root, "recommendations", DATE)
+    folder = resolve(location(root), "recommendations", DATE)
+    executors = export.redis.model_copy(update={"writer": "executors"})
     path = manifest["path"]
-    table = lambda: read_published(spark, root, "recommendations", DATE)  # noqa: E731
+    # Read once, as the export step does for all its formats (the read is a Spark job of its own).
+    published = read_published(spark, root, "recommendations", DATE)
+    table = lambda: published  # noqa: E731
     client, runs = redis_server.client(), iter(range(10**6))
     actions = {
         "recbatch-jdbc": lambda: export_jdbc(spark, table(), manifest, export.jdbc, DATE),
         "driver-copy": lambda: export_peers.driver_copy(spark, path, DATE, postgres.conninfo),
         "naive-insert": lambda: export_peers.naive_insert(spark, path, DATE, postgres.conninfo),
         "recbatch-redis": lambda: export_redis(
-            spark, table(), {**manifest, "version": f"v{next(runs)}"}, export.redis, DATE
+            spark, table(), {**manifest, "version": f"v{next(runs)}"}, export.redis, DATE, folder
+        ),
+        "recbatch-redis-executors": lambda: export_redis(
+            spark, table(), {**manifest, "version": f"v{next(runs)}"}, executors, DATE, folder
         ),
         "redis-driver": lambda: export_peers.redis_driver(spark, path, client, "bench-driver"),
     }
@@ -153,6 +172,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         ratios["target_redis_100k_keys_per_s"] = redis["keys_per_s"] >= 100_000
         if "redis-driver" in table:
             ratios["redis_vs_driver"] = redis["keys_per_s"] / table["redis-driver"]["keys_per_s"]
+    executors = table.get("recbatch-redis-executors")
+    if executors:
+        ratios["redis_executors_100k_keys_per_s"] = executors["keys_per_s"] >= 100_000
     return {"contenders": table, "ratios": ratios}
 
 
