@@ -75,8 +75,12 @@ demo: install native-blas ## Run the whole pipeline on embedded synthetic data
 	$(BIN)/recbatch synth --config $(CONFIG)
 	$(BIN)/recbatch run --config $(CONFIG)
 
-test: install services native-blas ## Run the full test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Two workers, each test module whole on one of them (its module fixtures run once): most of the
+# suite waits on JVMs, subprocesses and servers, so two at a time fit on two cores. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
+test: install services native-blas ## Run the full test suite (TEST_WORKERS=2 processes, modules kept whole)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
 
 test-fast: install ## Unit tests only: no Spark, no end-to-end runs, one worker per core (under a minute)
 	$(BIN)/python -m pytest -m "not spark and not e2e" -n auto $(PYTEST_ARGS)
