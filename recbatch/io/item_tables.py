@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from recbatch.core.files import parquet_content_sha256_stream, sha256_stream
 from recbatch.errors import PipelineError
 from recbatch.faults import pause_point
 from recbatch.io import versions as versions_
@@ -132,24 +131,6 @@ def validate_item_table(df: DataFrame, spec: ItemTable) -> dict[str, Any]:
     return {"rows": rows, "keys": keys}
 
 
-def _checksum_parts(version_dir: Location, version: str) -> list[dict[str, Any]]:
-    """Stable part names (a rerun gives the same names), no .crc side files, per-file checksums."""
-    for crc in version_dir.glob(".*.crc"):
-        crc.delete()
-    files = []
-    for i, part in enumerate(version_dir.glob("part-*")):
-        target = part
-        if not version_dir.is_object_store:
-            target = version_dir / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
-            part.move_to(target)
-        size = target.size()
-        with target.open_input() as handle:
-            whole = sha256_stream(handle)
-            content = parquet_content_sha256_stream(handle, size, str(target))
-        files.append({"path": target.name, "bytes": size, "sha256": whole, "content_sha256": content})
-    return files
-
-
 def _write_version(
     df: DataFrame, spec: ItemTable, target: Location, head: dict[str, Any], files: int
 ) -> dict:
@@ -166,7 +147,7 @@ def _write_version(
         pause_point("written")
         staged = spark.read.parquet(str(target))
         stats = validate_item_table(staged, spec)
-        parts = _checksum_parts(target, head["version"])
+        parts = versions_.tidy_parts(target, head["version"])
         manifest = {
             **head,
             "rows": stats["rows"],

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recbatch.core.files import parquet_content_sha256_stream, sha256_stream
 from recbatch.errors import PipelineError
 from recbatch.faults import pause_point
 from recbatch.io import versions as versions_
@@ -68,29 +67,6 @@ def _plain(kind: str, value: str) -> str:
     return value
 
 
-def _tidy_parts(version_dir: Location, version: str) -> list[dict[str, Any]]:
-    """Give part files stable names, drop Hadoop's .crc side files, and checksum the parts.
-
-    `sha256` covers the whole file; `content_sha256` only its pages, which stays equal for
-    the same data written by another JVM (core.files.parquet_content_sha256_stream). On
-    object stores, where a rename is a copy, Spark's own part names are kept.
-    """
-    for crc in version_dir.glob(".*.crc"):
-        crc.delete()
-    files = []
-    for i, part in enumerate(version_dir.glob("part-*")):
-        target = part
-        if not version_dir.is_object_store:
-            target = version_dir / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
-            part.move_to(target)
-        size = target.size()
-        with target.open_input() as handle:
-            whole = sha256_stream(handle)
-            content = parquet_content_sha256_stream(handle, size, str(target))
-        files.append({"path": target.name, "bytes": size, "sha256": whole, "content_sha256": content})
-    return files
-
-
 def _stage(
     df: DataFrame, target: Location, version: str, k: int, expected: DataFrame | None, files: int | None
 ) -> tuple[DataFrame, dict[str, Any], list[dict[str, Any]]]:
@@ -108,7 +84,7 @@ def _stage(
     pause_point("written")
     staged = spark.read.parquet(str(target))
     stats = validate_recommendations(staged, k, expected)
-    return staged, stats, _tidy_parts(target, version)
+    return staged, stats, versions_.tidy_parts(target, version)
 
 
 def _manifest(
@@ -128,7 +104,7 @@ def _manifest(
         ],
         "files": parts,
         # One digest of the table's data: equal for the same rows in the same part files,
-        # whichever process wrote them (the per-file sha256 are not, see _tidy_parts).
+        # whichever process wrote them (the per-file sha256 are not, see versions.tidy_parts).
         "content_sha256": hashlib.sha256("".join(p["content_sha256"] for p in parts).encode()).hexdigest(),
         "created_at": datetime.now(UTC).isoformat(),
     }

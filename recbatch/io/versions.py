@@ -21,6 +21,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from recbatch.core.files import parquet_content_sha256_stream, sha256_stream
 from recbatch.errors import DataError, PipelineError
 from recbatch.storage import Location
 
@@ -218,3 +219,26 @@ def remove_orphans(table_dir: Location, before: datetime) -> list[str]:
             "publish: removed %d version(s) no commit names, left by killed runs: %s", len(removed), removed
         )
     return removed
+
+
+def tidy_parts(version_dir: Location, version: str) -> list[dict[str, Any]]:
+    """Give part files stable names, drop Hadoop's .crc side files, and checksum the parts.
+
+    `sha256` covers the whole file; `content_sha256` only its pages, which stays equal for
+    the same data written by another JVM (core.files.parquet_content_sha256_stream). On
+    object stores, where a rename is a copy, Spark's own part names are kept.
+    """
+    for crc in version_dir.glob(".*.crc"):
+        crc.delete()
+    files = []
+    for i, part in enumerate(version_dir.glob("part-*")):
+        target = part
+        if not version_dir.is_object_store:
+            target = version_dir / f"part-{i:05d}-{version}{part.name[part.name.index('.') :]}"
+            part.move_to(target)
+        size = target.size()
+        with target.open_input() as handle:
+            whole = sha256_stream(handle)
+            content = parquet_content_sha256_stream(handle, size, str(target))
+        files.append({"path": target.name, "bytes": size, "sha256": whole, "content_sha256": content})
+    return files
