@@ -90,10 +90,10 @@ def rules_effect(
     relevant: Sequence[np.ndarray],
 ) -> dict[str, Any] | None:
     """The trained model's lists by score and under [score.rules], side by side; None when no rule re-ranks."""
-    from recbatch.score.rules import list_rules, read_rules_metadata
+    from recbatch.io.item_metadata import list_rules, read_rules_metadata
 
     settings = config.score.rules
-    metadata = read_rules_metadata(settings, layout)
+    metadata = read_rules_metadata(settings, layout.item_vocab)
     rules = list_rules(settings, metadata)
     if rules is None or not rules.active:
         return None

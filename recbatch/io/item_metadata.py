@@ -13,14 +13,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recbatch.core.rules import NO_CATEGORY, available_items
+from recbatch.core.rules import NO_CATEGORY, ListRules, available_items
 from recbatch.errors import DataError
 from recbatch.storage import Location, location, pyarrow_source
+
+if TYPE_CHECKING:
+    from recbatch.config import ScoreRulesConfig
 
 log = logging.getLogger(__name__)
 
@@ -138,3 +142,18 @@ def read_item_metadata(
     listed = np.zeros(n_items, dtype=bool)
     listed[rows] = True
     return ItemMetadata(categories, category_names, window["available_from"], window["available_to"], listed)
+
+
+def read_rules_metadata(settings: ScoreRulesConfig, item_vocab: Location) -> ItemMetadata | None:
+    """The [score.rules] item-metadata table by item_idx, or None when none is configured."""
+    if settings.item_metadata is None:
+        return None
+    return read_item_metadata(settings.item_metadata, item_vocab)
+
+
+def list_rules(settings: ScoreRulesConfig, metadata: ItemMetadata | None) -> ListRules | None:
+    """The list rules scoring applies and evaluation measures, or None when neither a cap nor MMR is on."""
+    if not settings.reranks:
+        return None
+    categories = None if metadata is None else metadata.categories
+    return ListRules(categories, settings.category_cap, settings.mmr_lambda, settings.pool)

@@ -166,9 +166,10 @@ def _business_rules(
     s: ScoreConfig, layout: RunLayout, allowed: np.ndarray | None, n_items: int, network_model: bool
 ) -> tuple[np.ndarray | None, ListRules | None]:
     """[score.rules]: the allowed items less the unavailable ones, and the list rules (recbatch.score.rules)."""
-    from recbatch.score.rules import check_fill, list_rules, read_rules_metadata, with_availability
+    from recbatch.io.item_metadata import list_rules, read_rules_metadata
+    from recbatch.score.rules import check_fill, with_availability
 
-    metadata = read_rules_metadata(s.rules, layout)
+    metadata = read_rules_metadata(s.rules, layout.item_vocab)
     allowed = with_availability(allowed, metadata, s.rules, layout.date, n_items)
     rules = list_rules(s.rules, metadata)
     if s.candidates is None:

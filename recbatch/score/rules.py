@@ -26,18 +26,8 @@ if TYPE_CHECKING:
 
     from recbatch.config import ScoreRulesConfig
     from recbatch.io.item_metadata import ItemMetadata
-    from recbatch.layout import RunLayout
 
 log = logging.getLogger(__name__)
-
-
-def read_rules_metadata(config: ScoreRulesConfig, layout: RunLayout) -> ItemMetadata | None:
-    """The item-metadata table by item_idx, or None when none is configured."""
-    if config.item_metadata is None:
-        return None
-    from recbatch.io.item_metadata import read_item_metadata
-
-    return read_item_metadata(config.item_metadata, layout.item_vocab)
 
 
 def with_availability(
@@ -66,14 +56,6 @@ def with_availability(
             "check the available_from / available_to dates (or score.rules.unlisted_items)"
         )
     return np.flatnonzero(keep)
-
-
-def list_rules(config: ScoreRulesConfig, metadata: ItemMetadata | None) -> ListRules | None:
-    """The rules the workers apply, or None when neither a cap nor MMR is on."""
-    if not config.reranks:
-        return None
-    categories = None if metadata is None else metadata.categories
-    return ListRules(categories, config.category_cap, config.mmr_lambda, config.pool)
 
 
 def check_fill(rules: ListRules | None, allowed: np.ndarray | None, n_items: int, k: int) -> None:
