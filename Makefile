@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install check-java services native-blas demo test test-fast lint format bench bench-network bench-prepare bench-export dist clean
+.PHONY: help install check-java services native-blas jvm-cache demo test test-fast lint format bench bench-network bench-prepare bench-export dist clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -79,7 +79,11 @@ demo: install native-blas ## Run the whole pipeline on embedded synthetic data
 # suite waits on JVMs, subprocesses and servers, so two at a time fit on two cores. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
-test: install services native-blas ## Run the full test suite (TEST_WORKERS=2 processes, modules kept whole)
+# Most tests start recbatch processes, each with its own JVM: they start from one class-data archive.
+jvm-cache: install ## Build the JVM class archive embedded sessions start from (once per Java/Spark; ~1 min)
+	$(BIN)/recbatch jvm-cache
+
+test: install services native-blas jvm-cache ## Run the full test suite (TEST_WORKERS=2 processes, modules kept whole)
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope) $(PYTEST_ARGS)
 
 test-fast: install ## Unit tests only: no Spark, no end-to-end runs, one worker per core (under a minute)

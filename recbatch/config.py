@@ -55,6 +55,18 @@ class SparkConfig(Section):
         description="Spark catalog: 'hive' (a metastore: embedded Derby under <workdir>/catalog unless "
         "[spark].conf or the platform names one), 'in-memory', or 'auto' (hive when publish.catalog_table is set).",
     )
+    jvm: Literal["auto", "short-run", "long-run"] = Field(
+        "auto",
+        description="Tuning of an embedded driver JVM: 'short-run' (C1 JIT only, serial GC: starts and "
+        "warms up about twice as fast on small inputs), 'long-run' (the JVM's defaults, for big inputs), or "
+        "'auto' (short-run when the master is local and input.path is local files under 256 MiB). "
+        "spark-submit's driver JVM is already running when recbatch starts: ignored there.",
+    )
+    class_cache: bool = Field(
+        True,
+        description="Start embedded JVMs from the class-data archive `recbatch jvm-cache` builds (a few "
+        "seconds less per start), when one exists for this Java and Spark.",
+    )
     preflight: Literal["auto", "always", "off"] = Field(
         "auto",
         description="Before the stages, a tiny Spark job checks that executors import recbatch, numpy, pyarrow "

@@ -258,8 +258,10 @@ def run_all(
     `result` (optional) is filled in stage by stage, so a caller still has the finished
     stages' figures when a later stage raises (recbatch.cron records them).
     """
+    from recbatch.models.runtime import import_in_background
     from recbatch.ops.preflight import run_preflight
 
+    import_in_background()  # done by the time prepare is
     # Executors that cannot run recbatch's Python side fail here in seconds, not after training.
     run_preflight(spark, config)
     layout = layout_for(config, date)

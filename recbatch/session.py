@@ -18,11 +18,15 @@ from typing import TYPE_CHECKING
 
 from recbatch.config import SparkConfig
 from recbatch.errors import ConfigError
+from recbatch.ops.jvm_cache import DUMP_ENV, usable_archive
 from recbatch.session_settings import (
+    DRIVER_JAVA_OPTIONS,
     METASTORE_KEYS,
     REQUIRED,
     by_precedence,
+    driver_java_options,
     hive_settings,
+    jvm_profile,
     overridden_keys,
     override_message,
     recbatch_defaults,
@@ -64,11 +68,14 @@ def with_retries(master: str) -> str:
     return f"local[{match.group(1) or 1},2]" if match else master
 
 
-def build_session(config: SparkConfig, catalog: str | None = None) -> SparkSession:
+def build_session(
+    config: SparkConfig, catalog: str | None = None, input_bytes: int | None = None
+) -> SparkSession:
     """Build (or reuse) the SparkSession for this process.
 
     `catalog` is the folder for an embedded Hive metastore (see `catalog_dir`); given, or with
-    `config.catalog = "hive"`, the session uses the Hive catalog.
+    `config.catalog = "hive"`, the session uses the Hive catalog. `input_bytes` (the size of a
+    local input, None when unknown) chooses an embedded driver JVM's tuning under `jvm = "auto"`.
     """
     from pyspark.sql import SparkSession
 
@@ -93,6 +100,9 @@ def build_session(config: SparkConfig, catalog: str | None = None) -> SparkSessi
     if catalog is not None or config.catalog == "hive":
         derby_home = _derby_home(catalog, {**config.conf, **running}, submitted)
         required |= hive_settings(derby_home, {**config.conf, **running})
+    dump_to = os.environ.get(DUMP_ENV)
+    if not submitted:
+        wanted |= _driver_jvm(config, input_bytes, dump_to, wanted.get(DRIVER_JAVA_OPTIONS))
     settings, forced = by_precedence(wanted, required, running)
     builder = SparkSession.builder
     if not submitted:
@@ -108,7 +118,23 @@ def build_session(config: SparkConfig, catalog: str | None = None) -> SparkSessi
         # (it boots lazily, at the first catalog call).
         spark._jvm.java.lang.System.setProperty("derby.stream.error.file", f"{derby_home}/derby.log")
     spark.sparkContext.setLogLevel(config.log_level)
+    if dump_to is not None and not submitted:
+        # The builder of the class archive waits for this JVM to exit (and finish writing it).
+        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+        with open(f"{dump_to}.pid", "w") as out:
+            out.write(str(pid))
     return spark
+
+
+def _driver_jvm(
+    config: SparkConfig, input_bytes: int | None, dump_to: str | None, given: str | None
+) -> dict[str, str]:
+    """The embedded driver JVM's options: its tuning profile and the class archive to start from."""
+    profile = jvm_profile(config.jvm, config.master, input_bytes)
+    archive = usable_archive() if config.class_cache and dump_to is None else None
+    log.debug("driver JVM: %s profile, class archive %s", profile, archive or "none")
+    options = driver_java_options(profile, archive, dump_to, given)
+    return {DRIVER_JAVA_OPTIONS: options} if options else {}
 
 
 def _running_conf() -> dict[str, str]:

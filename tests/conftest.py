@@ -63,6 +63,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory):
             shuffle_partitions=2,
             driver_memory="1g",
             app_name="recbatch-tests",
+            jvm="short-run",  # small data all session long
             conf={"spark.ui.enabled": "false"},
         ),
         str(tmp_path_factory.mktemp("catalog")),

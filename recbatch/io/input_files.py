@@ -85,3 +85,10 @@ def input_files(path: str, spark: SparkSession | None = None) -> list[tuple[str,
     if spark is None:
         raise ValueError(f"listing {path!r} needs a SparkSession (its filesystem is Hadoop's)")
     return _hadoop_files(spark, path)
+
+
+def local_input_bytes(path: str) -> int | None:
+    """The total size of a local input's data files; None for remote storage (listing it needs Spark)."""
+    if not is_local(path):
+        return None
+    return sum(size for _, size, _ in _local_files(local_path(path)))

@@ -7,7 +7,10 @@ seed gives the same model in every entry point.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import threading
 
 
 def quiet_tensorflow() -> None:
@@ -19,6 +22,24 @@ def quiet_tensorflow() -> None:
     """
     no_gpu_driver = not os.path.exists("/proc/driver/nvidia")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu_driver else "2")
+
+
+def import_in_background() -> threading.Thread:
+    """Start importing Keras and TensorFlow in a daemon thread; returns the thread.
+
+    The import takes 5-7 s of the driver's Python. `recbatch run` starts it before prepare,
+    whose Python mostly waits on the JVM, so training finds the modules loaded. A failed
+    import here is left for the training stage to raise with its own message.
+    """
+    quiet_tensorflow()
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the stage's own import reports a failure
+            importlib.import_module("keras")
+
+    thread = threading.Thread(target=load, name="recbatch-import-keras", daemon=True)
+    thread.start()
+    return thread
 
 
 def configure_tf_threads() -> None:

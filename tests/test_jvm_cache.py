@@ -1,0 +1,86 @@
+"""The embedded driver JVM: its tuning profile and the class-data archive it starts from.
+
+The archive is checked on real JVMs: classes do load from it (the JVM's own class-load log
+says so), a session without it loads none from it, and a truncated archive, which would crash
+every JVM that maps it, is never installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recbatch.ops import jvm_cache
+from recbatch.session_settings import (
+    SHORT_RUN_MAX_INPUT_BYTES,
+    driver_java_options,
+    jvm_profile,
+)
+
+
+def test_auto_picks_short_run_only_for_a_small_local_input_on_a_local_master():
+    small, big = 10 << 20, SHORT_RUN_MAX_INPUT_BYTES + 1
+    assert jvm_profile("auto", "local[*]", small) == "short-run"
+    assert jvm_profile("auto", "local[*]", big) == "long-run"
+    assert jvm_profile("auto", "local[2]", None) == "long-run"  # remote input: size unknown
+    assert jvm_profile("auto", "spark://h:7077", small) == "long-run"
+    assert jvm_profile("long-run", "local[1]", small) == "long-run"
+    assert jvm_profile("short-run", "yarn", big) == "short-run"
+
+
+def test_driver_options_put_the_users_own_last_and_never_read_and_write_an_archive_at_once():
+    options = driver_java_options("short-run", "/c/a.jsa", None, "-XX:+UseG1GC -Dx=1")
+    assert options is not None
+    assert options.startswith("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:SharedArchiveFile=/c/a.jsa")
+    assert options.endswith("-XX:+UseG1GC -Dx=1")  # the JVM takes the last of a repeated flag
+    dumping = driver_java_options("long-run", "/c/a.jsa", "/tmp/new.jsa", None)
+    assert dumping == "-XX:ArchiveClassesAtExit=/tmp/new.jsa"
+    assert driver_java_options("long-run", None, None, None) is None
+
+
+PROBE = """
+import sys
+from recbatch.config import SparkConfig
+from recbatch.session import build_session
+spark = build_session(SparkConfig(
+    master="local[1]", class_cache=sys.argv[2] == "on",
+    conf={"spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={sys.argv[1]}"},
+), input_bytes=1000)
+assert spark.range(100).selectExpr("sum(id)").first()[0] == 4950
+"""
+
+
+def _classes_from_archive(tmp_path: Path, cache: str) -> int:
+    log = tmp_path / f"classes-{cache}.log"
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    done = subprocess.run(
+        [sys.executable, str(probe), str(log), cache], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return sum("shared objects file (top)" in line for line in log.read_text().splitlines())
+
+
+@pytest.mark.e2e
+def test_sessions_load_their_classes_from_the_archive_and_a_truncated_one_is_never_installed(
+    tmp_path, monkeypatch
+):
+    archive = jvm_cache.usable_archive()
+    if archive is None:  # `make test` builds it first (make jvm-cache); a bare pytest builds it here
+        archive = str(jvm_cache.build_archive()[0])
+    assert _classes_from_archive(tmp_path, "on") > 2000
+    assert _classes_from_archive(tmp_path, "off") == 0
+
+    monkeypatch.setenv(jvm_cache.CACHE_ENV, str(tmp_path / "cache"))
+    truncated = tmp_path / "truncated.jsa"
+    with open(archive, "rb") as whole, open(truncated, "wb") as part:
+        part.write(whole.read(2 << 20))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with pytest.raises(RuntimeError, match="unreadable"):
+        jvm_cache.install_archive(truncated, dead.pid)
+    assert jvm_cache.usable_archive() is None and not os.path.exists(tmp_path / "cache" / "jvm")
