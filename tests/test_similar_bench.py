@@ -30,3 +30,12 @@ def test_unknown_size_is_a_usage_error():
     result = CliRunner().invoke(app, ["bench", "similar", "--size", "huge"])
     assert result.exit_code == 2
     assert "tiny, quick, full" in result.output
+
+
+def test_als_on_a_sample_of_query_items_counts_only_their_pairs(spark, tmp_path):
+    from recbatch.bench.similar import SimilarSpec, run_bench
+
+    spec = SimilarSpec(items=400, runs=1, als_items=40, contenders=["als"])
+    als = run_bench(spark, spec, tmp_path)["contenders"]["als"]
+    assert als["query_items"] == 40 and als["pairs"] == 40 * 400
+    assert als["pairs_per_s"] == als["pairs"] / als["seconds"][0]

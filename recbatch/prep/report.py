@@ -4,6 +4,7 @@ report.json and the plain-text table logged at the end of the stage.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from recbatch.errors import DataError, PipelineError
@@ -13,6 +14,7 @@ from recbatch.storage import Location, write_json
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from recbatch.layout import RunLayout
 
@@ -54,25 +56,26 @@ def degree_quantiles(interactions: DataFrame, key: str) -> dict[str, float]:
     return {"min": row["min"], "p50": p50, "p90": p90, "p99": p99, "max": row["max"]}
 
 
-def written_counts(spark: SparkSession, layout: RunLayout) -> dict[str, Any]:
+def written_counts(
+    spark: SparkSession, layout: RunLayout, schemas: Mapping[str, StructType]
+) -> dict[str, Any]:
     """Counts of the prepared Parquet as written: clean rows, pairs, split sizes, degree quantiles.
 
     Read back from the files rather than carried from the steps, so the accounting check
-    compares independent counts.
+    compares independent counts; `schemas` (interactions, train, test) are those written.
     """
     from pyspark.sql import functions as F
 
-    inter = spark.read.parquet(str(layout.interactions))
+    def read(name: str) -> DataFrame:
+        return spark.read.schema(schemas[name]).parquet(str(getattr(layout, name)))
+
+    inter = read("interactions")
     written = inter.agg(F.count(F.lit(1)).alias("n"), F.sum("count").alias("rows")).first()
-    test = (
-        spark.read.parquet(str(layout.test))
-        .agg(F.count(F.lit(1)).alias("n"), F.countDistinct("user_idx").alias("users"))
-        .first()
-    )
+    test = read("test").agg(F.count(F.lit(1)).alias("n"), F.countDistinct("user_idx").alias("users")).first()
     return {
         "rows_clean": int(written["rows"] or 0),
         "interactions": int(written["n"]),
-        "train_rows": spark.read.parquet(str(layout.train)).count(),
+        "train_rows": read("train").count(),
         "test_rows": int(test["n"]),
         "test_users": int(test["users"]),
         "per_user": degree_quantiles(inter, "user_idx"),

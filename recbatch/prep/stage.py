@@ -37,6 +37,7 @@ from recbatch.prep.vocab import build_vocab, extend_vocab, index_pairs, previous
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
+    from pyspark.sql.types import StructType
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,16 @@ STAGING_DIR = "tmp-staging"
 SPLIT_DIR = "tmp-split"
 
 
-def _write(df: DataFrame, path: Any) -> None:
+def _write(df: DataFrame, path: Any) -> StructType:
+    """Write `df` as Parquet at `path` (overwritten); returns its schema for `_read_back`."""
     df.write.mode("overwrite").parquet(str(path))
+    return df.schema
+
+
+def _read_back(spark: SparkSession, path: Any, schema: StructType) -> DataFrame:
+    # Given the schema just written, Spark skips the job that infers it from the files' footers
+    # (one of the ~70 jobs of a small prepare, each costing a fraction of a second).
+    return spark.read.schema(schema).parquet(str(path))
 
 
 class _Clock:
@@ -103,8 +112,8 @@ def _read_and_stage(spark: SparkSession, config: Config, layout: RunLayout) -> _
     inp, prep = config.input, config.prepare
     staging_path = layout.prepared / STAGING_DIR
     raw, files, header = read_input(spark, inp, prep.max_line_bytes)
-    _write(staging_rows(annotate(raw, inp, prep, layout.date)), staging_path)
-    staging = spark.read.parquet(str(staging_path))
+    schema = _write(staging_rows(annotate(raw, inp, prep, layout.date)), staging_path)
+    staging = _read_back(spark, staging_path, schema)
     per_file = file_counts(staging, files)
     rows_read = sum(f["rows_read"] for f in per_file.values())
     return _Staged(staging, raw.columns, header, per_file, rows_read)
@@ -112,10 +121,10 @@ def _read_and_stage(spark: SparkSession, config: Config, layout: RunLayout) -> _
 
 def _quarantine(spark: SparkSession, staged: _Staged, layout: RunLayout) -> dict[str, int]:
     """Write the rejected rows; return their count per reason, or raise DataError if none is clean."""
-    _write(quarantine_rows(staged.staging, staged.input_columns), layout.quarantine)
+    schema = _write(quarantine_rows(staged.staging, staged.input_columns), layout.quarantine)
     # Counted from the written quarantine, not the staging table, so the accounting check
     # also catches rejected rows lost on the way to the file.
-    counts = spark.read.parquet(str(layout.quarantine)).groupBy(REASON).count().collect()
+    counts = _read_back(spark, layout.quarantine, schema).groupBy(REASON).count().collect()
     by_reason = dict(sorted((r[REASON], int(r["count"])) for r in counts))
     if sum(by_reason.values()) == staged.rows_read:
         raise nothing_clean_error(staged.rows_read, by_reason, str(layout.quarantine))
@@ -176,6 +185,7 @@ def _kept_shape(kept: DataFrame, out: filters.Filtered, clean_events: int) -> Ro
 def _vocabularies(spark: SparkSession, config: Config, layout: RunLayout, pairs: DataFrame) -> _Vocabularies:
     """Write both vocabularies (extending a previous run's when configured) and read them back."""
     previous = previous_prepared(config.prepare.previous_vocab, layout)
+    schemas = []
     for id_col, idx_col, path, name in (
         ("user_id", "user_idx", layout.user_vocab, "users"),
         ("item_id", "item_idx", layout.item_vocab, "items"),
@@ -185,18 +195,19 @@ def _vocabularies(spark: SparkSession, config: Config, layout: RunLayout, pairs:
         else:
             old = spark.read.parquet(str(previous / "vocab" / name)).localCheckpoint()
             vocab = extend_vocab(old, pairs, id_col, idx_col)
-        _write(vocab, path)
+        schemas.append(_write(vocab, path))
     return _Vocabularies(
-        spark.read.parquet(str(layout.user_vocab)),
-        spark.read.parquet(str(layout.item_vocab)),
+        _read_back(spark, layout.user_vocab, schemas[0]),
+        _read_back(spark, layout.item_vocab, schemas[1]),
         str(previous) if previous is not None else None,
     )
 
 
 def _split_and_write(
     spark: SparkSession, config: Config, layout: RunLayout, kept: DataFrame, vocab: _Vocabularies
-) -> None:
-    """Index the kept pairs, mark the test split, and write interactions, train and test."""
+) -> dict[str, StructType]:
+    """Index the kept pairs, mark the test split, and write interactions, train and test
+    (their schemas returned, by name)."""
     split_path = layout.prepared / SPLIT_DIR
     # Partitioned by user after the split's window; sorting within partitions keeps files stable.
     # Written once with the split mark and read back three times: no data-sized cache.
@@ -204,12 +215,14 @@ def _split_and_write(
     marked = split.mark_split(
         index_pairs(kept, vocab.users, vocab.items), config.prepare, layout.date, has_time
     )
-    _write(marked.sortWithinPartitions("user_idx", "item_idx"), split_path)
+    schema = _write(marked.sortWithinPartitions("user_idx", "item_idx"), split_path)
     kept.unpersist()  # the split is on disk: the cache of `kept` only takes memory now
-    split_df = spark.read.parquet(str(split_path))
-    _write(split_df.select(*split.INTERACTION_COLUMNS), layout.interactions)
-    _write(split.train_part(split_df), layout.train)
-    _write(split.test_part(split_df), layout.test)
+    split_df = _read_back(spark, split_path, schema)
+    return {
+        "interactions": _write(split_df.select(*split.INTERACTION_COLUMNS), layout.interactions),
+        "train": _write(split.train_part(split_df), layout.train),
+        "test": _write(split.test_part(split_df), layout.test),
+    }
 
 
 def _write_removed_users(
@@ -218,8 +231,11 @@ def _write_removed_users(
     """Write the users the filters removed (for the score stage's fallback); return how many."""
     from pyspark.sql import functions as F
 
-    _write(removed_users(valid_events(staged.staging), vocab.users, vocab.items), layout.filtered_users)
-    return spark.read.parquet(str(layout.filtered_users)).agg(F.countDistinct("user_id")).first()[0] or 0
+    schema = _write(
+        removed_users(valid_events(staged.staging), vocab.users, vocab.items), layout.filtered_users
+    )
+    removed = _read_back(spark, layout.filtered_users, schema)
+    return removed.agg(F.countDistinct("user_id")).first()[0] or 0
 
 
 def _report(
@@ -233,10 +249,11 @@ def _report(
     filtered: filters.Filtered,
     shape: Row,
     vocab: _Vocabularies,
+    schemas: dict[str, StructType],
 ) -> dict[str, Any]:
     """The prepare report: the steps' counts beside counts of the Parquet as written."""
     inp, prep, per_file = config.input, config.prepare, staged.per_file
-    written = written_counts(spark, layout)
+    written = written_counts(spark, layout, schemas)
     n_users, n_items = vocab.users.count(), vocab.items.count()
     rows_valid, distinct, near = merged.rows_valid, merged.distinct, merged.near
     return {
@@ -296,7 +313,7 @@ def run_prepare(spark: SparkSession, config: Config, layout: RunLayout) -> dict[
         clock.lap("aggregate_filter")
         vocab = _vocabularies(spark, config, layout, kept)
         clock.lap("vocab")
-        _split_and_write(spark, config, layout, kept, vocab)
+        schemas = _split_and_write(spark, config, layout, kept, vocab)
         removed = _write_removed_users(spark, staged, layout, vocab)
         clock.lap("split_write")
         report = _report(
@@ -309,6 +326,7 @@ def run_prepare(spark: SparkSession, config: Config, layout: RunLayout) -> dict[
             filtered=out,
             shape=shape,
             vocab=vocab,
+            schemas=schemas,
         )
         report["timestamps"] = config.input.timestamp_col is not None
         report["filtered_users"] = removed
