@@ -684,6 +684,27 @@ def bench_similar(
     typer.echo(report, nl=False)
 
 
+@bench_app.command("audience")
+@handles_errors
+def bench_audience(
+    size: Annotated[
+        str,
+        typer.Option(help="tiny (5K users x 1K items), quick (50K x 10K), full (100K x 20K); top 100 users."),
+    ] = "quick",
+    runs: BenchRunsOpt = 3,
+    out: BenchOutOpt = Path("out/bench"),
+    only: Annotated[
+        list[str] | None, typer.Option(help="Contenders: recbatch, als, recbatch-users (repeatable).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Each item's top users vs Spark ALS recommendForAllItems and vs user scoring, on the same factors."""
+    from recbatch.bench.audience import bench_audience as run_bench_audience
+
+    _, report = run_bench_audience(size, runs, out, only)
+    typer.echo(report, nl=False)
+
+
 @bench_app.command("prepare")
 @handles_errors
 def bench_prepare(
