@@ -45,6 +45,8 @@ def _seen(rng, n_users, n_items, most):
         (1000, 40, 300, 3),
         (700, 7, 700, 0),
         (9, 20, 4, 2),
+        (5000, 100, 2000, 2),  # k above the 64 prefilter groups (an audience's top 100)
+        (5000, 150, 180, 1),  # tiles narrower than 2k: the exact k-th score per row
     ],
 )
 def test_scorer_matches_naive_sort_with_ties(n_items, k, tile, levels):

@@ -6,7 +6,7 @@ makes reruns byte-identical.
 
 `TopKScorer` is the fast path: per block of users one GEMM per item tile into a reused
 buffer, seen items set to -inf in place, then a threshold prefilter instead of a full
-partition. The tile's columns are cut into G >= k groups; the k-th largest group maximum
+partition. The tile's columns are cut into G >= 2k groups (64 at least); the k-th largest group maximum
 is a lower bound on the row's k-th largest score (k distinct elements reach it), so only
 groups whose maximum reaches it can hold a top-k item. Those few groups are compared
 element-wise, and the survivors (about k per row) are merged with the running top-k by an
@@ -64,9 +64,13 @@ def seen_coordinates(seen: Sequence[np.ndarray | None] | None, n_rows: int) -> t
 def _candidates(scores: np.ndarray, k: int, floor: np.ndarray) -> tuple[np.ndarray, ...]:
     """(row, column, score) of every entry that may be in its row's top k; floor: known k-th scores."""
     n_rows, n_cols = scores.shape
-    groups = min(GROUPS, n_cols // 2)
-    if groups < k:
+    # At least 2k groups: the bound needs k of them, and with fewer than k (k > GROUPS, e.g. an
+    # audience of 100 users) every entry of the tile became a candidate for the full lexsort.
+    groups = min(max(GROUPS, 2 * k), n_cols // 2)
+    if groups < k:  # a tile narrower than 2k columns: its exact k-th score is cheap
         threshold = floor
+        if n_cols > k:
+            threshold = np.maximum(np.partition(scores, n_cols - k, axis=1)[:, n_cols - k], floor)
         rows, cols = np.nonzero(scores >= threshold[:, None])
     else:
         width = n_cols // groups
