@@ -943,6 +943,11 @@ class AudienceConfig(Section):
     """Audiences (`recbatch audience`): the top-N users of every item, users who interacted excluded."""
 
     k: int = Field(100, ge=1, description="Users per item.")
+    items: str | None = Field(
+        None,
+        description="Parquet table with an item_id column (the items of a campaign): audiences for these only "
+        "(none: every item).",
+    )
     table: str = Field("audiences", description="Table name under <workdir>/published/.")
 
     @field_validator("table")

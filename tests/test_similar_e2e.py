@@ -189,3 +189,28 @@ def test_audience_command_excludes_users_who_interacted(spark, tmp_path):
     top = table.filter(F.col("rank") == 1).collect()
     assert len(top) == 40
     assert all(int(r.user_id[1:]) % 2 == int(int(r.item_id[1:]) >= 20) for r in top)
+    # A campaign's items only: audiences for the listed items the vocabulary knows.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = sorted(r.item_id for r in spark.read.parquet(str(run_dir / "vocab" / "items")).collect())[:3]
+    listed = tmp_path / "campaign.parquet"
+    pq.write_table(pa.table({"item_id": [*ids, "not-an-item"]}), listed)
+    campaign = runner.invoke(
+        app,
+        [
+            "audience",
+            "--config",
+            str(config),
+            "--date",
+            PREPARED_DATE,
+            "--k",
+            "10",
+            "--set",
+            f"audience.items='{listed}'",
+        ],
+    )
+    assert campaign.exit_code == 0, campaign.output
+    assert "published 30 audience rows for 3 items (mf)" in campaign.output
+    table = read_published(spark, str(root), "audiences", PREPARED_DATE)
+    assert sorted(r.item_id for r in table.select("item_id").distinct().collect()) == ids

@@ -110,17 +110,24 @@ def audience_job(spark: SparkSession, config: Config, layout: RunLayout, run_id:
             f"audiences need a dot-product model ({', '.join(DOT_MODELS)}); model {manifest.get('model')!r} "
             "ranks by its network: train one of those (e.g. --set train.model=mf)"
         )
+    from recbatch.score.similar_stage import query_items
+
     k = config.audience.k
     users = read_factors(layout.user_factors, "user_idx")
+    item_vocab = spark.read.parquet(str(layout.item_vocab)).select(
+        "item_idx", F.col("item_id").cast("string")
+    )
     item_factors = spark.read.parquet(str(layout.item_factors))
-    n_items = item_factors.count()
+    listed = query_items(spark, config.audience.items, item_vocab, "audience.items")
+    if listed is not None:
+        wanted = spark.createDataFrame([(int(i),) for i in listed], "item_idx int")
+        item_factors = item_factors.join(F.broadcast(wanted), on="item_idx", how="inner")
+        item_vocab = item_vocab.join(F.broadcast(wanted), on="item_idx", how="inner")
+    n_items = item_factors.count() if listed is None else len(listed)
     plan = _plan(spark, config, n_items, len(users), users.shape[1], k)
     interactions = spark.read.parquet(str(layout.interactions)).select("user_idx", "item_idx")
     lists = audience_lists(
         spark, item_factors, users, interactions, k, str(manifest["score_activation"]), plan
-    )
-    item_vocab = spark.read.parquet(str(layout.item_vocab)).select(
-        "item_idx", F.col("item_id").cast("string")
     )
     user_vocab = spark.read.parquet(str(layout.user_vocab)).select(
         "user_idx", F.col("user_id").cast("string")

@@ -62,8 +62,10 @@ def _require(layout: RunLayout) -> None:
             )
 
 
-def query_items(spark: SparkSession, path: str | None, item_vocab: DataFrame) -> np.ndarray | None:
-    """Ascending item indices of the similar.items table (None: every item); unknown ids are logged."""
+def query_items(
+    spark: SparkSession, path: str | None, item_vocab: DataFrame, what: str = "similar.items"
+) -> np.ndarray | None:
+    """Ascending item indices of the `what` table (None: every item); unknown ids are logged."""
     if path is None:
         return None
     from pyspark.sql import functions as F
@@ -71,24 +73,21 @@ def query_items(spark: SparkSession, path: str | None, item_vocab: DataFrame) ->
     try:
         table = spark.read.parquet(path)
     except Exception as exc:  # AnalysisException: missing or not Parquet
-        raise DataError(
-            f"similar.items = {path!r} is not a readable Parquet table ({str(exc)[:200]})"
-        ) from None
+        raise DataError(f"{what} = {path!r} is not a readable Parquet table ({str(exc)[:200]})") from None
     if "item_id" not in table.columns:
-        raise DataError(f"similar.items table {path} has no item_id column (it has {table.columns})")
+        raise DataError(f"{what} table {path} has no item_id column (it has {table.columns})")
     ids = table.select(F.col("item_id").cast("string").alias("item_id")).dropDuplicates()
     rows = ids.join(item_vocab.select("item_id", "item_idx"), on="item_id", how="left").collect()
     known = np.unique(np.array([r.item_idx for r in rows if r.item_idx is not None], dtype=np.int64))
     if len(known) < len(rows):
         log.warning(
-            "similar.items: %d of %d item ids are not in the item vocabulary",
+            "%s: %d of %d item ids are not in the item vocabulary",
+            what,
             len(rows) - len(known),
             len(rows),
         )
     if not len(known):
-        raise DataError(
-            f"similar.items = {path!r}: none of its {len(rows)} item ids is in the item vocabulary"
-        )
+        raise DataError(f"{what} = {path!r}: none of its {len(rows)} item ids is in the item vocabulary")
     return known
 
 
