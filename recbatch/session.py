@@ -131,7 +131,8 @@ def _driver_jvm(
 ) -> dict[str, str]:
     """The embedded driver JVM's options: its tuning profile and the class archive to start from."""
     profile = jvm_profile(config.jvm, config.master, input_bytes)
-    archive = usable_archive() if config.class_cache and dump_to is None else None
+    extra = config.conf.get("spark.driver.extraClassPath")
+    archive = usable_archive(extra) if config.class_cache and dump_to is None else None
     log.debug("driver JVM: %s profile, class archive %s", profile, archive or "none")
     options = driver_java_options(profile, archive, dump_to, given)
     return {DRIVER_JAVA_OPTIONS: options} if options else {}

@@ -48,7 +48,8 @@ from recbatch.config import SparkConfig
 from recbatch.session import build_session
 spark = build_session(SparkConfig(
     master="local[1]", class_cache=sys.argv[2] == "on",
-    conf={"spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={sys.argv[1]}"},
+    conf={"spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={sys.argv[1]} "
+          f"-Xlog:cds=info,class+path=info:file={sys.argv[1]}.cds"},
 ), input_bytes=1000)
 assert spark.range(100).selectExpr("sum(id)").first()[0] == 4950
 """
@@ -65,6 +66,12 @@ def _classes_from_archive(tmp_path: Path, cache: str) -> int:
     return sum("shared objects file (top)" in line for line in log.read_text().splitlines())
 
 
+def _why_unmapped(tmp_path: Path) -> str:
+    """The JVM's own account of why it did not map the archive (its cds and class+path log)."""
+    lines = (tmp_path / "classes-on.log.cds").read_text().splitlines()
+    return "\n".join(line[:400] for line in lines if "mismatch" in line or "rror" in line or "fail" in line)
+
+
 @pytest.mark.e2e
 def test_sessions_load_their_classes_from_the_archive_and_a_truncated_one_is_never_installed(
     tmp_path, monkeypatch
@@ -72,7 +79,7 @@ def test_sessions_load_their_classes_from_the_archive_and_a_truncated_one_is_nev
     archive = jvm_cache.usable_archive()
     if archive is None:  # `make test` builds it first (make jvm-cache); a bare pytest builds it here
         archive = str(jvm_cache.build_archive()[0])
-    assert _classes_from_archive(tmp_path, "on") > 2000
+    assert _classes_from_archive(tmp_path, "on") > 2000, _why_unmapped(tmp_path)
     assert _classes_from_archive(tmp_path, "off") == 0
 
     monkeypatch.setenv(jvm_cache.CACHE_ENV, str(tmp_path / "cache"))
@@ -84,3 +91,24 @@ def test_sessions_load_their_classes_from_the_archive_and_a_truncated_one_is_nev
     with pytest.raises(RuntimeError, match="unreadable"):
         jvm_cache.install_archive(truncated, dead.pid)
     assert jvm_cache.usable_archive() is None and not os.path.exists(tmp_path / "cache" / "jvm")
+
+
+def test_the_archive_is_keyed_by_the_classpath_and_none_is_built_beside_a_folder_with_files(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv(jvm_cache.CACHE_ENV, str(tmp_path / "cache"))
+    conf = tmp_path / "spark-conf"
+    monkeypatch.setenv("SPARK_CONF_DIR", str(conf))
+    absent = jvm_cache.archive_path()
+    conf.mkdir()
+    empty = jvm_cache.archive_path()
+    assert absent != empty  # the JVM drops an absent entry from the classpath it records
+    assert jvm_cache.archive_path("/opt/extra.jar") != empty
+    empty.parent.mkdir(parents=True)
+    empty.write_bytes(b"an archive")
+    assert jvm_cache.usable_archive() == str(empty)
+
+    (conf / "spark-defaults.conf").write_text("spark.ui.enabled false\n")
+    assert jvm_cache.unarchivable_folder() == str(conf) and jvm_cache.usable_archive() is None
+    with pytest.raises(RuntimeError, match="spark-conf is on Spark's classpath and holds files"):
+        jvm_cache.build_archive()

@@ -72,20 +72,68 @@ def _spark_home() -> Path | None:
     return Path(spec.origin).parent if spec is not None and spec.origin else None
 
 
-def archive_path() -> Path | None:
-    """Where the archive for this Java and this pyspark lives (None without Java or pyspark)."""
+def launcher_classpath(extra_class_path: str | None = None) -> list[str]:
+    """The entries Spark's launcher puts on the driver's classpath beside its jars, in its order.
+
+    `spark.driver.extraClassPath`, the conf dir ($SPARK_CONF_DIR, else $SPARK_HOME/conf), then
+    $HADOOP_CONF_DIR, $YARN_CONF_DIR and $SPARK_DIST_CLASSPATH: a JVM only maps an archive
+    built on the same classpath, so each of these is part of the archive's identity.
+    """
+    home = _spark_home()
+    spark = os.environ.get("SPARK_HOME") or (str(home) if home else "")
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or os.path.join(spark, "conf")
+    entries = [extra_class_path or "", conf_dir]
+    entries += [
+        os.environ.get(name, "") for name in ("HADOOP_CONF_DIR", "YARN_CONF_DIR", "SPARK_DIST_CLASSPATH")
+    ]
+    return [entry for value in entries for entry in value.split(os.pathsep) if entry]
+
+
+def _entry_state(entry: str) -> str:
+    """What the JVM checks of a classpath entry: a jar's size and time, a folder's emptiness."""
+    if entry.endswith("*"):
+        return ",".join(sorted(p.name for p in Path(entry[:-1] or ".").glob("*.jar")))
+    if os.path.isdir(entry):
+        return "folder with files" if any(os.scandir(entry)) else "empty folder"
+    if os.path.isfile(entry):
+        stat = os.stat(entry)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return "absent"
+
+
+def unarchivable_folder(extra_class_path: str | None = None) -> str | None:
+    """A folder on the launcher's classpath that holds files, else None.
+
+    The JVM neither writes nor maps a class archive with such a folder on its classpath
+    (a spark-defaults.conf in the conf dir, a Hadoop conf dir with its XML files).
+    """
+    for entry in launcher_classpath(extra_class_path):
+        if _entry_state(entry) == "folder with files":
+            return entry
+    return None
+
+
+def archive_path(extra_class_path: str | None = None) -> Path | None:
+    """Where the archive for this Java, this Spark and this classpath lives (None without Java or
+    pyspark). `extra_class_path` is the session's `spark.driver.extraClassPath`."""
     java, spark = java_binary(), _spark_home()
     if java is None or spark is None:
         return None
-    jars = sorted(p.name for p in (spark / "jars").glob("*.jar"))
     stat = os.stat(java)
-    key = hashlib.sha256("\n".join([java, str(stat.st_size), str(stat.st_mtime_ns), *jars]).encode())
+    parts = [java, str(stat.st_size), str(stat.st_mtime_ns)]
+    # The JVM refuses an archive when a jar's path, size or time differs from the build's: a
+    # reinstalled pyspark (new times) or another venv (other paths) must not find this one.
+    parts += [f"{jar}={_entry_state(str(jar))}" for jar in sorted((spark / "jars").glob("*.jar"))]
+    parts += [f"{entry}={_entry_state(entry)}" for entry in launcher_classpath(extra_class_path)]
+    key = hashlib.sha256("\n".join(parts).encode())
     return cache_dir() / "jvm" / f"spark-classes-{key.hexdigest()[:16]}.jsa"
 
 
-def usable_archive() -> str | None:
-    """The archive's path when one has been built for this Java and Spark, else None."""
-    path = archive_path()
+def usable_archive(extra_class_path: str | None = None) -> str | None:
+    """The archive's path when one has been built for this Java, Spark and classpath, else None."""
+    if unarchivable_folder(extra_class_path) is not None:
+        return None
+    path = archive_path(extra_class_path)
     return str(path) if path is not None and path.is_file() else None
 
 
@@ -133,6 +181,13 @@ def build_archive(timeout_s: float = 900.0) -> tuple[Path, float]:
 
     Returns (the archive's path, seconds taken). RuntimeError names the step that failed.
     """
+    folder = unarchivable_folder()
+    if folder is not None:
+        raise RuntimeError(
+            f"{folder} is on Spark's classpath and holds files, and the JVM archives no classes "
+            "with such a folder on its classpath: embedded sessions start without an archive "
+            "(point SPARK_CONF_DIR/HADOOP_CONF_DIR elsewhere to use one)"
+        )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="recbatch-jvm-cache-") as tmp:
         work = Path(tmp)
