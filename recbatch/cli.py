@@ -725,6 +725,34 @@ def bench_prepare(
     typer.echo(run_bench_prepare(events, out, runs, files, cores))
 
 
+@bench_app.command("train")
+@handles_errors
+def bench_train(
+    events: Annotated[
+        str, typer.Option(help="Synthetic events per size, comma-separated (users = events/40).")
+    ] = "1000000,10000000",
+    cores: Annotated[int, typer.Option(min=1, help="Cores for both (Spark local[N]; TF threads).")] = 2,
+    als_memory: Annotated[str, typer.Option(help="Driver memory of the ALS session.")] = "4g",
+    out: Annotated[Path, typer.Option(help="Folder for data, runs, results.json and report.md.")] = Path(
+        "out/bench-train"
+    ),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train the shipped mf and fit Spark ALS (implicit, same rank) on the same prepared split."""
+    from recbatch.bench.train import bench_train as run_bench_train
+    from recbatch.errors import ConfigError
+
+    try:
+        sizes = [int(part.replace("_", "")) for part in events.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--events {events!r}: give whole numbers separated by commas, e.g. 1000000,10000000"
+        ) from None
+    if not sizes or min(sizes) < 1000:
+        raise ConfigError(f"--events {events!r}: each size must be at least 1000 events")
+    typer.echo(run_bench_train(sizes, out, cores, als_memory), nl=False)
+
+
 @bench_app.command("export")
 @handles_errors
 def bench_export(

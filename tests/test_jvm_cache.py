@@ -90,6 +90,7 @@ def test_sessions_load_their_classes_from_the_archive_and_a_truncated_one_is_nev
     dead.wait()
     with pytest.raises(RuntimeError, match="unreadable"):
         jvm_cache.install_archive(truncated, dead.pid)
+    assert list(Path.cwd().glob("hs_err_pid*.log")) == []  # the crash report stays beside the archive
     assert jvm_cache.usable_archive() is None and not os.path.exists(tmp_path / "cache" / "jvm")
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import DataFrame, SparkSession
 
+    from recbatch.core.validation import Split
+
 
 @contextmanager
 def checkpoints_in(spark: SparkSession, directory: str) -> Iterator[None]:
@@ -117,25 +119,37 @@ def pick_params(
         return _pick(spark, train_path, num_users, num_items, params, k)
 
 
-def _pick(
-    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig, k: int
-) -> tuple[AlsConfig, list[dict[str, float]]]:
+def validation_fit_rows(spark: SparkSession, train_path: Path, num_users: int) -> tuple[Split, DataFrame]:
+    """The validation carve of the train split (`carve_validation`, as the Keras models stop on)
+    and the train rows without its held-out items, as (user_idx, item_idx, weight) for ALS."""
+    import pandas as pd
     from pyspark.sql import functions as F
 
     from recbatch.artifacts import read_pairs, read_times
-    from recbatch.core.ranking import DotScorer
-    from recbatch.core.validation import carve_validation, scorer_ndcg
+    from recbatch.core.validation import carve_validation
 
     users, items = read_pairs(train_path)
     split = carve_validation(users, items, read_times(train_path), num_users)
     held = spark.createDataFrame(
-        [(int(u), int(i)) for u, i in zip(split.val_users, split.val_items, strict=True)],
+        pd.DataFrame(
+            {"user_idx": split.val_users.astype("int32"), "item_idx": split.val_items.astype("int32")}
+        ),
         "user_idx int, item_idx int",
     )
     train = spark.read.parquet(str(train_path))
     fit_rows = train.join(held, on=["user_idx", "item_idx"], how="left_anti").select(
         F.col("user_idx"), F.col("item_idx"), F.col("weight")
     )
+    return split, fit_rows
+
+
+def _pick(
+    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig, k: int
+) -> tuple[AlsConfig, list[dict[str, float]]]:
+    from recbatch.core.ranking import DotScorer
+    from recbatch.core.validation import scorer_ndcg
+
+    split, fit_rows = validation_fit_rows(spark, train_path, num_users)
     trials = []
     for candidate in grid(params):
         model = fit_als(spark, fit_rows, candidate)

@@ -161,11 +161,22 @@ def install_archive(written: Path, jvm_pid: int, timeout_s: float = 300.0) -> Pa
         raise RuntimeError(f"the workload's JVM (pid {jvm_pid}) did not exit within {timeout_s:.0f} s")
     if not written.is_file() or written.stat().st_size == 0:
         raise RuntimeError(f"the workload's JVM wrote no class archive at {written}")
+    # A JVM that crashes on a broken archive writes its hs_err report beside the archive, not
+    # into the caller's working directory.
+    crash_log = written.parent / "hs_err_check_%p.log"
     check = subprocess.run(
-        [java, f"-XX:SharedArchiveFile={written}", "-Xshare:auto", "-Xlog:disable", "-version"],
+        [
+            java,
+            f"-XX:SharedArchiveFile={written}",
+            "-Xshare:auto",
+            "-Xlog:disable",
+            f"-XX:ErrorFile={crash_log}",
+            "-version",
+        ],
         capture_output=True,
         text=True,
         check=False,
+        cwd=written.parent,
     )
     if check.returncode != 0:
         raise RuntimeError(f"the class archive at {written} is unreadable (java exit {check.returncode})")
