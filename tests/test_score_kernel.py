@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbatch.core.topk import TopKScorer, top_k_dot, top_k_rows
+from recbatch.core.topk import TopKScorer, top_k, top_k_dot, top_k_rows
 
 
 def _naive(users, items, k, seen):
@@ -107,3 +107,18 @@ def test_allowed_subset_ranks_like_the_full_catalogue_with_the_rest_masked():
     np.testing.assert_array_equal(got[1], want[1])
     with pytest.raises(ValueError, match="ascending"):
         TopKScorer(items[:3], 2, item_ids=np.array([5, 1, 9]))
+
+
+def test_top_k_selects_exactly_what_the_full_sort_does_with_ties_and_masked_entries():
+    """Evaluation's selection (the prefilter) against the reference full sort of every finite score."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        rows, cols, k = int(rng.integers(1, 50)), int(rng.integers(1, 300)), int(rng.integers(1, 25))
+        if trial % 2:  # few distinct values: ties everywhere, broken by item index
+            scores = rng.integers(0, 4, size=(rows, cols)).astype(np.float32)
+        else:
+            scores = rng.standard_normal((rows, cols)).astype(np.float32)
+        scores[rng.random((rows, cols)) < rng.random()] = -np.inf
+        want_idx, want_val = top_k_rows(scores, k)
+        got_idx, got_val = top_k(scores, k)
+        assert np.array_equal(got_idx, want_idx) and np.array_equal(got_val, want_val), (rows, cols, k)

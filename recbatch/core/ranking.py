@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from recbatch.core.network import block_users_for, network_logits
-from recbatch.core.topk import mask_seen, top_k_rows
+from recbatch.core.topk import mask_seen, top_k
 
 
 class Scorer(Protocol):
@@ -93,7 +93,7 @@ def rank_users(
             for r, cand in enumerate(candidates[start:stop]):
                 keep[r, cand] = scores[r, cand]
             scores = keep
-        ranked[start:stop], _ = top_k_rows(scores, k)
+        ranked[start:stop], _ = top_k(scores, k)
     return ranked
 
 

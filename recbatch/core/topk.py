@@ -48,6 +48,18 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, val
 
 
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k_rows`' exact result by the threshold prefilter: only entries that may be in a row's
+    top k reach the sort (evaluation and validation rank whole score blocks with it)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    idx = np.full((scores.shape[0], k), NO_ITEM, dtype=np.int64)
+    val = np.full((scores.shape[0], k), -np.inf, dtype=np.float32)
+    if scores.size:
+        floor = np.full(scores.shape[0], -np.inf, dtype=np.float32)
+        _merge(idx, val, *_candidates(scores, k, floor))
+    return idx, val
+
+
 def seen_coordinates(seen: Sequence[np.ndarray | None] | None, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, item indices) of the seen pairs of a block, sorted by item so tiles slice them."""
     if seen is None:

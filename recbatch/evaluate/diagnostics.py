@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from recbatch.core.ranking import Scorer
-from recbatch.core.topk import top_k_rows
+from recbatch.core.topk import top_k
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,7 +39,7 @@ def personalisation(
     for a, b in zip(first, second, strict=True):
         scores = np.asarray(scorer.scores(np.array([a, b])), dtype=np.float64)
         taus.append(kendall_tau(scores[0, subset], scores[1, subset]))
-        top, _ = top_k_rows(scores.astype(np.float32), k)
+        top, _ = top_k(scores, k)
         identical.append(bool(np.array_equal(top[0], top[1])))
     return {"kendall_tau": float(np.mean(taus)), "identical_top_k": float(np.mean(identical)), "pairs": pairs}
 

@@ -24,7 +24,7 @@ from recbatch.config import Config
 from recbatch.core.metrics import category_counts, intra_list_diversity, ranking_metrics
 from recbatch.core.ranking import DotScorer, NetworkScorer, Scorer, rank_users
 from recbatch.core.rules import ListRules, ruled_top_k
-from recbatch.core.topk import mask_seen, top_k_rows
+from recbatch.core.topk import mask_seen, top_k
 from recbatch.layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def rank_users_ruled(
         mask_seen(scores, seen[start:stop])
 
         def pool_top(rows: np.ndarray, p: int, scores: np.ndarray = scores) -> tuple[np.ndarray, np.ndarray]:
-            return top_k_rows(scores[rows], p)
+            return top_k(scores[rows], p)
 
         ranked[start:stop], _ = ruled_top_k(pool_top, len(scores), n_items, rules, k, vectors)
     return ranked
