@@ -385,6 +385,13 @@ class TrainConfig(Section):
         default_factory=list, description="two_tower: dense layers after each embedding (last is linear)."
     )
     pretrain: bool = Field(False, description="neumf: pre-train GMF and MLP first and start from them.")
+    optimizer: Literal["auto", "lazy_adam", "adam"] = Field(
+        "auto",
+        description="adam: Keras' Adam, which updates every row of every embedding table at each step; "
+        "lazy_adam: Adam on the rows each batch uses only (a step costs what its batch does, whatever "
+        "the number of users and items; unused rows' moments do not decay); auto: lazy_adam above "
+        "100,000 embedding rows (users + items), where the dense update dominates each step, else adam.",
+    )
     validation: bool = Field(
         True, description="Hold out each user's latest train item to pick the epoch count (never test)."
     )

@@ -177,6 +177,7 @@ def _train_and_write(
         num_items,
         positives,
     )
+    from recbatch.train.loop import optimizer_for
     from recbatch.train.warm import plan_warm_start
 
     # The split fit (input: the train split) never starts from a model that saw this run's test rows.
@@ -216,6 +217,7 @@ def _train_and_write(
         "scoring": scoring,
         "network_weights": NETWORK_FILE if scoring == "network" else None,
         "loss": cfg.loss,
+        "optimizer": optimizer_for(cfg, num_users, num_items),
         "epochs": len(result.history.get("refit_loss") or result.history.get("loss") or []),
         "best_epoch": result.best_epoch,
         "validation_ndcg": result.validation_ndcg,
