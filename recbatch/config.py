@@ -361,6 +361,14 @@ class TrainConfig(Section):
     embedding_dim: int = Field(32, ge=1, le=4096, description="Embedding size.")
     epochs: int = Field(10, ge=1, description="Passes over the training positives.")
     batch_size: int = Field(2048, ge=1, description="Examples per gradient step.")
+    batch_size_max: int = Field(
+        16_384,
+        ge=1,
+        description="bce/bpr: an epoch of more than 256 batches of batch_size examples takes bigger "
+        "batches, up to this, keeping 256 steps an epoch (on a CPU a step of 8,192 examples costs little "
+        "more than one of 2,048). softmax batches never grow (their size is the in-batch negatives). "
+        "Set it to batch_size to keep the batch fixed.",
+    )
     learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
     l2: float = Field(0.0, ge=0.0, description="L2 penalty on embeddings.")
     negatives: int = Field(4, ge=1, description="Sampled negatives per positive (bce, bpr).")

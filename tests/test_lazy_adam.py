@@ -1,4 +1,5 @@
-"""The lazy Adam against Keras' Adam, on real TensorFlow variables (no model, no Spark)."""
+"""The training step at scale: the lazy Adam against Keras' Adam on real TensorFlow variables,
+the optimizer "auto" picks and the batch an epoch grows to (no model, no Spark)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,15 @@ def test_auto_takes_the_lazy_update_only_for_big_tables():
     assert optimizer_for(auto, 943, 1682) == "adam"
     assert optimizer_for(auto, LAZY_ADAM_ROWS, 1) == "lazy_adam"
     assert optimizer_for(auto.model_copy(update={"optimizer": "adam"}), 10**6, 10**5) == "adam"
+
+
+def test_big_bce_and_bpr_epochs_take_bigger_batches_softmax_never():
+    from recbatch.train.loop import MIN_STEPS, batch_for
+
+    cfg = TrainConfig()  # bce, 4 negatives, batch 2048 up to 16384
+    assert batch_for(cfg, 90_000) == 2048  # the demo: 450K examples, 220 steps of 2048
+    assert batch_for(cfg, 433_000) == 433_000 * 5 // MIN_STEPS  # 256 steps an epoch
+    assert batch_for(cfg, 5_000_000) == 16_384
+    assert batch_for(cfg.model_copy(update={"loss": "bpr"}), 1_000_000) == 4_000_000 // MIN_STEPS
+    assert batch_for(cfg.model_copy(update={"loss": "softmax", "batch_size": 512}), 10**7) == 512
+    assert batch_for(cfg.model_copy(update={"batch_size_max": 2048}), 10**7) == 2048

@@ -30,6 +30,9 @@ log = logging.getLogger("recbatch.train")
 
 # Sets a freshly built model's starting weights in place (recbatch.train.warm).
 InitWeights = Callable[[Any], None]
+# Steps an epoch keeps before its batches grow (train.batch_size_max): measured on 2 cores, a step
+# of 8,192 examples takes 1.3-1.5x one of 2,048, so big epochs run 3x faster in bigger batches.
+MIN_STEPS = 256
 # train.optimizer = "auto" takes lazy_adam above this many embedding rows: measured on 2 cores,
 # the dense update adds ~2 ms to a step at 25K users and ~18 ms at 250K.
 LAZY_ADAM_ROWS = 100_000
@@ -46,6 +49,15 @@ class FitResult:
     best_epoch: int = 0
     validation_ndcg: float | None = None
     seconds: float = 0.0
+
+
+def batch_for(cfg: TrainConfig, rows: int) -> int:
+    """Examples per step for a fit on `rows` positives: batch_size, grown for big bce/bpr epochs
+    (at most batch_size_max) so an epoch keeps MIN_STEPS steps."""
+    if cfg.loss == "softmax":
+        return cfg.batch_size
+    examples = rows * (1 + cfg.negatives) if cfg.loss == "bce" else rows * cfg.negatives
+    return max(cfg.batch_size, min(cfg.batch_size_max, examples // MIN_STEPS))
 
 
 def optimizer_for(cfg: TrainConfig, num_users: int, num_items: int) -> str:
@@ -187,6 +199,15 @@ def train_on(
 
     from recbatch.models.registry import build_model
 
+    batch = batch_for(cfg, data.rows)
+    if batch != cfg.batch_size:
+        log.info(
+            "train %s: batches of %d examples (train.batch_size_max) for %d positives",
+            cfg.model,
+            batch,
+            data.rows,
+        )
+        cfg = cfg.model_copy(update={"batch_size": batch})
     keras.utils.set_random_seed(cfg.seed)
     if model is None:
         model = build_model(cfg.model, num_users, num_items, cfg)

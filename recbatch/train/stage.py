@@ -167,17 +167,19 @@ def _train_and_write(
     num_users, num_items = count_rows(layout.user_vocab), count_rows(layout.item_vocab)
     mode, data = _read_input(cfg, path, num_users, num_items)
     positives = data.rows if mode == "stream" else len(data[0])
+    from recbatch.train.loop import batch_for, optimizer_for
+
     log.info(
-        "train %s (%s loss, %s input, fit on %s): %d users, %d items, %d positives",
+        "train %s (%s loss, %s, %s input, fit on %s): %d users, %d items, %d positives",
         cfg.model,
         cfg.loss,
+        optimizer_for(cfg, num_users, num_items),
         mode,
         fit_data,
         num_users,
         num_items,
         positives,
     )
-    from recbatch.train.loop import optimizer_for
     from recbatch.train.warm import plan_warm_start
 
     # The split fit (input: the train split) never starts from a model that saw this run's test rows.
@@ -218,6 +220,7 @@ def _train_and_write(
         "network_weights": NETWORK_FILE if scoring == "network" else None,
         "loss": cfg.loss,
         "optimizer": optimizer_for(cfg, num_users, num_items),
+        "batch_size": batch_for(cfg, positives),
         "epochs": len(result.history.get("refit_loss") or result.history.get("loss") or []),
         "best_epoch": result.best_epoch,
         "validation_ndcg": result.validation_ndcg,
