@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/demo.toml
 PYTEST_ARGS ?=
 
-.PHONY: help install check-java services native-blas jvm-cache demo test test-fast lint format bench bench-network bench-prepare bench-train bench-export dist clean
+.PHONY: help install check-java services native-blas jvm-cache demo test test-fast lint format bench bench-network bench-prepare bench-train bench-pipeline bench-export dist clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -122,6 +122,11 @@ BENCH_TRAIN_EVENTS ?= 1000000,10000000
 
 bench-train: install ## mf training vs Spark ALS fit on the same split (BENCH_TRAIN_EVENTS=1000000,10000000)
 	$(BENCH_LOCK) $(BIN)/recbatch bench train --events $(BENCH_TRAIN_EVENTS)
+
+BENCH_PIPELINE_EVENTS ?= 1000000,20000000
+
+bench-pipeline: install ## recbatch run end to end, stage by stage (BENCH_PIPELINE_EVENTS=1000000,20000000)
+	$(BENCH_LOCK) $(BIN)/recbatch bench pipeline --events $(BENCH_PIPELINE_EVENTS)
 
 BENCH_EXPORT_USERS ?= 100000
 

@@ -725,6 +725,21 @@ def bench_prepare(
     typer.echo(run_bench_prepare(events, out, runs, files, cores))
 
 
+def _bench_sizes(events: str) -> list[int]:
+    """--events "1000000,10000000" as numbers; a ConfigError (exit 2) says what is wrong."""
+    from recbatch.errors import ConfigError
+
+    try:
+        sizes = [int(part.replace("_", "")) for part in events.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--events {events!r}: give whole numbers separated by commas, e.g. 1000000,10000000"
+        ) from None
+    if not sizes or min(sizes) < 1000:
+        raise ConfigError(f"--events {events!r}: each size must be at least 1000 events")
+    return sizes
+
+
 @bench_app.command("train")
 @handles_errors
 def bench_train(
@@ -740,17 +755,32 @@ def bench_train(
 ) -> None:
     """Train the shipped mf and fit Spark ALS (implicit, same rank) on the same prepared split."""
     from recbatch.bench.train import bench_train as run_bench_train
-    from recbatch.errors import ConfigError
 
-    try:
-        sizes = [int(part.replace("_", "")) for part in events.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"--events {events!r}: give whole numbers separated by commas, e.g. 1000000,10000000"
-        ) from None
-    if not sizes or min(sizes) < 1000:
-        raise ConfigError(f"--events {events!r}: each size must be at least 1000 events")
-    typer.echo(run_bench_train(sizes, out, cores, als_memory), nl=False)
+    typer.echo(run_bench_train(_bench_sizes(events), out, cores, als_memory), nl=False)
+
+
+@bench_app.command("pipeline")
+@handles_errors
+def bench_pipeline(
+    events: Annotated[
+        str,
+        typer.Option(
+            help="Synthetic events per size, comma-separated (users = events/20, items = events/200)."
+        ),
+    ] = "1000000,20000000",
+    cores: Annotated[int, typer.Option(min=1, help="Spark local[N].")] = 2,
+    budget_min: Annotated[
+        float, typer.Option(min=1, help="The whole run's budget at the largest size.")
+    ] = 30,
+    out: Annotated[Path, typer.Option(help="Folder for data, runs, results.json and report.md.")] = Path(
+        "out/bench-pipeline"
+    ),
+    verbose: VerboseOpt = False,
+) -> None:
+    """`recbatch run` end to end at each size: each stage's wall time and the driver's, JVM's and workers' peak memory."""
+    from recbatch.bench.pipeline import bench_pipeline as run_bench_pipeline
+
+    typer.echo(run_bench_pipeline(_bench_sizes(events), out, cores, budget_min * 60), nl=False)
 
 
 @bench_app.command("export")

@@ -108,7 +108,8 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def _rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int) -> int:
+    """Resident bytes of one process now (0 when it is gone)."""
     try:
         with open(f"/proc/{pid}/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -118,7 +119,7 @@ def _rss_bytes(pid: int) -> int:
 
 def tree_rss(root: int) -> int:
     """Resident bytes of `root` and all its descendants now."""
-    return sum(_rss_bytes(pid) for pid in [root, *descendants(root)])
+    return sum(rss_bytes(pid) for pid in [root, *descendants(root)])
 
 
 def _worker_hwm_bytes(pid: int) -> int:
