@@ -10,6 +10,7 @@ not launched by this process, memory reads 0.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -46,6 +47,43 @@ class ScoringSpec:
     seen_per_user: int = 20
     runs: int = 3
     seed: int = 0
+
+
+def synthetic_events(
+    events: int, folder: Path, users: int, items: int, files: int, seed: int, reuse: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """`events` synthetic events as CSV under `folder/events` and the generator's summary; files
+    a run of the same size made there are reused (same generator, seed and size: same bytes)."""
+    from recbatch.config import SynthConfig
+    from recbatch.synth import generate
+
+    data, summary = folder / "events", folder / "synth.json"
+    if reuse and summary.is_file() and json.loads(summary.read_text())["events"] == events:
+        return data, json.loads(summary.read_text())
+    synth = SynthConfig(
+        users=max(100, users),
+        items=max(50, items),
+        events=events,
+        files=files,
+        end_date="2026-01-01",
+        seed=seed,
+        out=str(data),
+    )
+    written = generate(synth, data)
+    summary.write_text(json.dumps(written), encoding="utf-8")
+    return data, written
+
+
+def write_bench_config(folder: Path, data: Path, cores: int, sections: str = "") -> Path:
+    """`folder/bench.toml`: the work directory `folder/work`, the CSV input `data`, Spark on
+    local[cores], then `sections` (more TOML); returns its path."""
+    config = folder / "bench.toml"
+    config.write_text(
+        f'[paths]\nworkdir = "{folder / "work"}"\n\n[input]\npath = "{data}"\nformat = "csv"\n\n'
+        f'[spark]\nmaster = "local[{cores}]"\n{sections}',
+        encoding="utf-8",
+    )
+    return config
 
 
 def timed(action: Callable[[], Any], runs: int, warm_up: bool = True) -> list[float]:

@@ -22,8 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recbatch.bench.harness import MIB, descendants, rss_bytes, save_results
-from recbatch.config import SynthConfig
+from recbatch.bench.harness import (
+    MIB,
+    descendants,
+    rss_bytes,
+    save_results,
+    synthetic_events,
+    write_bench_config,
+)
 
 RUN_DATE = "2026-01-02"
 SAMPLE_SECONDS = 0.5
@@ -76,34 +82,9 @@ class RoleSampler:
         return {f"{role}_mib": round(max(s[role] for s in window) / MIB, 1) for role in ROLES}
 
 
-def _events(events: int, folder: Path, seed: int) -> Path:
-    from recbatch.synth import generate
-
-    data = folder / "events"
-    marker = folder / "synth.json"
-    if not (marker.is_file() and json.loads(marker.read_text())["events"] == events):
-        synth = SynthConfig(
-            users=max(100, events // 20),
-            items=max(50, events // 200),
-            events=events,
-            files=max(1, min(8, events // 1_000_000)),
-            end_date="2026-01-01",
-            seed=seed,
-            out=str(data),
-        )
-        marker.write_text(json.dumps(generate(synth, data)), encoding="utf-8")
-    return data
-
-
 def _run(folder: Path, data: Path, cores: int) -> dict[str, Any]:
     """`recbatch run` on `data` as a child; stage times, per-stage peaks and the run record."""
-    config = folder / "bench.toml"
-    work = folder / "work"
-    config.write_text(
-        f'[paths]\nworkdir = "{work}"\n\n[input]\npath = "{data}"\nformat = "csv"\n\n'
-        f'[spark]\nmaster = "local[{cores}]"\n',
-        encoding="utf-8",
-    )
+    config, work = write_bench_config(folder, data, cores), folder / "work"
     command = [sys.executable, "-m", "recbatch", "run", "--config", str(config), "--date", RUN_DATE]
     log = folder / "run.log"
     started = time.monotonic()
@@ -145,7 +126,8 @@ def run_bench(sizes: list[int], workdir: Path, cores: int, budget_s: float, seed
     for events in sizes:
         folder = workdir / str(events)
         folder.mkdir(parents=True, exist_ok=True)
-        data = _events(events, folder, seed)
+        files = max(1, min(8, events // 1_000_000))
+        data, _ = synthetic_events(events, folder, events // 20, events // 200, files, seed)
         results["sizes"].append({"events": events, **_run(folder, data, cores)})
     largest = max(results["sizes"], key=lambda s: s["events"])
     results["over_budget"] = [

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recbatch.bench.harness import measure_command, median, write_json
-from recbatch.config import SynthConfig
+from recbatch.bench.harness import measure_command, median, synthetic_events, write_bench_config, write_json
 
 RUN_DATE = "2026-01-02"
 SAMPLE_SECONDS = 0.2
@@ -109,36 +108,14 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _events(events: int, workdir: Path, files: int, seed: int, reuse_data: bool) -> tuple[Path, dict, float]:
     """The synthetic CSV files (reused when the last run made the same ones); their folder, the
     generator's summary and the seconds it took."""
-    from recbatch.synth import generate
-
-    data = workdir / "events"
-    synth = SynthConfig(
-        users=max(100, events // 40),
-        items=max(50, events // 400),
-        events=events,
-        files=files,
-        end_date="2026-01-01",
-        seed=seed,
-        out=str(data),
-    )
     start = time.perf_counter()
-    summary = workdir / "synth.json"
-    if reuse_data and summary.is_file() and json.loads(summary.read_text())["events"] == events:
-        written = json.loads(summary.read_text())  # same generator, seed and size: same bytes
-    else:
-        written = generate(synth, data)
-        summary.write_text(json.dumps(written), encoding="utf-8")
+    data, written = synthetic_events(events, workdir, events // 40, events // 400, files, seed, reuse_data)
     return data, written, round(time.perf_counter() - start, 2)
 
 
 def _commands(workdir: Path, data: Path, threads: int) -> dict[str, list[str]]:
     """The two child commands: `recbatch prepare` on a config written here, and the DuckDB reference."""
-    config = workdir / "bench.toml"
-    config.write_text(
-        f'[paths]\nworkdir = "{workdir / "work"}"\n\n[input]\npath = "{data}"\nformat = "csv"\n\n'
-        f'[spark]\nmaster = "local[{threads}]"\n\n[evaluate]\nbaselines = ["popularity"]\n',
-        encoding="utf-8",
-    )
+    config = write_bench_config(workdir, data, threads, '\n[evaluate]\nbaselines = ["popularity"]\n')
     return {
         "spark": [sys.executable, "-m", "recbatch", "prepare", "--config", str(config), "--date", RUN_DATE],
         "duckdb": [

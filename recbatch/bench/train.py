@@ -26,48 +26,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recbatch.bench.harness import measure_command, save_results
-from recbatch.config import SynthConfig
+from recbatch.bench.harness import measure_command, save_results, synthetic_events, write_bench_config
 
 RUN_DATE = "2026-01-02"
 SAMPLE_SECONDS = 0.5
 RESULT = "RESULT "
 
 
-def _config(workdir: Path, data: Path, cores: int) -> Path:
-    config = workdir / "bench.toml"
-    config.write_text(
-        f'[paths]\nworkdir = "{workdir / "work"}"\n\n[input]\npath = "{data}"\nformat = "csv"\n\n'
-        f'[spark]\nmaster = "local[{cores}]"\n\n[evaluate]\nbaselines = ["popularity"]\n\n'
-        # The fit compared with ALS's is the split fit; the production refit on everything
-        # after it repeats the best epochs on 1/(1 - test share) more rows, for ALS too.
-        '[train]\nfinal_fit = "train"\n',
-        encoding="utf-8",
-    )
-    return config
-
-
 def _prepared(events: int, workdir: Path, cores: int, seed: int) -> tuple[Path, dict[str, Any]]:
     """The synthetic events prepared under `workdir` (kept when the same size was prepared there);
     the config and prepare's report."""
-    from recbatch.synth import generate
-
-    data = workdir / "events"
-    config = _config(workdir, data, cores)
     report = workdir / "work" / "runs" / f"dt={RUN_DATE}" / "prepared" / "report.json"
     marker = workdir / "prepared-events.json"
+    config = write_bench_config(
+        workdir,
+        workdir / "events",  # where synthetic_events writes them
+        cores,
+        '\n[evaluate]\nbaselines = ["popularity"]\n\n'
+        # The fit compared with ALS's is the split fit; the production refit on everything
+        # after it repeats the best epochs on 1/(1 - test share) more rows, for ALS too.
+        '[train]\nfinal_fit = "train"\n',
+    )
     if report.is_file() and marker.is_file() and json.loads(marker.read_text())["events"] == events:
         return config, json.loads(report.read_text())
-    synth = SynthConfig(
-        users=max(100, events // 40),
-        items=max(50, events // 1000),
-        events=events,
-        files=max(1, min(8, events // 1_000_000)),
-        end_date="2026-01-01",
-        seed=seed,
-        out=str(data),
-    )
-    generate(synth, data)
+    synthetic_events(events, workdir, events // 40, events // 1000, max(1, min(8, events // 1_000_000)), seed)
     log = workdir / "prepare.log"
     done = measure_command(
         [sys.executable, "-m", "recbatch", "prepare", "--config", str(config), "--date", RUN_DATE], log

@@ -169,11 +169,12 @@ def _train_and_write(
     positives = data.rows if mode == "stream" else len(data[0])
     from recbatch.train.loop import batch_for, optimizer_for
 
+    optimizer = optimizer_for(cfg, num_users, num_items)
     log.info(
         "train %s (%s loss, %s, %s input, fit on %s): %d users, %d items, %d positives",
         cfg.model,
         cfg.loss,
-        optimizer_for(cfg, num_users, num_items),
+        optimizer,
         mode,
         fit_data,
         num_users,
@@ -219,7 +220,7 @@ def _train_and_write(
         "scoring": scoring,
         "network_weights": NETWORK_FILE if scoring == "network" else None,
         "loss": cfg.loss,
-        "optimizer": optimizer_for(cfg, num_users, num_items),
+        "optimizer": optimizer,
         "batch_size": batch_for(cfg, positives),
         "epochs": len(result.history.get("refit_loss") or result.history.get("loss") or []),
         "best_epoch": result.best_epoch,
