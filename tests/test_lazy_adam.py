@@ -13,7 +13,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 
-def _run(batches, lazy: bool):
+def _run(batches, lazy: bool, dense_rows: int = 0):
     """A 6 x 3 table and a bias trained on sum(gather(table, rows) * target) + bias**2 per batch;
     Keras' Adam (lazy False) gets the table's gradient made dense (duplicate rows summed)."""
     from recbatch.train.lazy_adam import LazyAdam
@@ -22,7 +22,7 @@ def _run(batches, lazy: bool):
     table = keras.Variable(rng.standard_normal((6, 3)).astype(np.float32))
     bias = keras.Variable(np.array([0.5], np.float32))
     variables = [table, bias]
-    optimizer = LazyAdam(variables, 0.05) if lazy else keras.optimizers.Adam(0.05)
+    optimizer = LazyAdam(variables, 0.05, dense_rows) if lazy else keras.optimizers.Adam(0.05)
     if not lazy:
         optimizer.build(variables)
     target = tf.constant(rng.standard_normal((1, 3)).astype(np.float32))
@@ -55,6 +55,14 @@ def test_rows_a_batch_does_not_use_are_left_alone():
     # The rows used get Adam's update (their moments never skipped a step here).
     np.testing.assert_allclose(lazy[[1, 4]], dense[[1, 4]], rtol=1e-5, atol=1e-6)
     assert not np.allclose(lazy[[1, 4]], start[[1, 4]])
+
+
+def test_a_table_no_bigger_than_dense_rows_gets_adam_itself():
+    batches = [tf.constant([1, 4, 4]), tf.constant([1]), tf.constant([1])]
+    lazy, dense = _run(batches, True, dense_rows=6), _run(batches, False)
+    # Row 4, unused after the first step, keeps moving on its moments as with Adam.
+    np.testing.assert_allclose(lazy[0], dense[0], rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(_run(batches, True, dense_rows=5)[0], lazy[0])
 
 
 def test_auto_takes_the_lazy_update_only_for_big_tables():

@@ -106,6 +106,28 @@ def test_with_time_the_carve_still_holds_out_the_latest_item():
     assert np.array_equal(pair_draw(users, items), pair_draw(users, items))
 
 
+def test_many_users_hold_out_their_latest_item_and_a_seeded_sample_of_them_is_ranked(monkeypatch):
+    import recbatch.core.validation as validation
+    from recbatch.core.ranking import DotScorer
+
+    monkeypatch.setattr(validation, "VALIDATION_USERS", 50)
+    users = np.repeat(np.arange(400, dtype=np.int32), 3)
+    items = np.tile(np.arange(3, dtype=np.int32), 400)
+    ts = np.tile(np.array([1, 3, 2], np.int64), 400)  # item 1 is everyone's latest
+    split = carve_validation(users, items, ts, 400)
+    assert len(split.fit_users) == 800 and not np.any(split.fit_items == 1)
+    assert len(split.val_users) == 50 and (np.diff(split.val_users) > 0).all()
+    assert (split.val_items == 1).all()
+    again = carve_validation(users, items, ts, 400)
+    np.testing.assert_array_equal(split.val_users, again.val_users)
+    factors = np.eye(3, dtype=np.float32)
+    # Item 1 scores highest for everyone and is unseen: NDCG 1 on the sample.
+    assert (
+        validation.scorer_ndcg(DotScorer(np.ones((400, 3), np.float32), factors * [1, 2, 1]), split, 400, 2)
+        == 1.0
+    )
+
+
 def _report(read: int, quarantined: int, reasons: dict[str, int]) -> dict:
     return {"rows_read": read, "rows_quarantined": quarantined, "quarantine_by_reason": reasons}
 

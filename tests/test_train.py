@@ -38,6 +38,31 @@ def test_negative_sampler_labels_and_seen_items() -> None:
     assert all(np.array_equal(a, b) for a, b in zip((u, i, y), again, strict=True))
 
 
+def test_grouped_epochs_put_each_positive_with_its_own_negatives() -> None:
+    from recbatch.train.sampling import NegativeSampler
+
+    rng = np.random.default_rng(3)
+    users = rng.integers(0, 40, 300).astype(np.int32)
+    items = rng.integers(0, 30, 300).astype(np.int32)
+    keys = set(zip(users.tolist(), items.tolist(), strict=True))
+    weights = rng.random(300).astype(np.float32) + 1.0
+    sampler = NegativeSampler(users, items, num_items=30, negatives=4, rng=np.random.default_rng(0))
+    u, i, y, w = (a.reshape(-1, 5) for a in sampler.sample(weights, grouped=True))
+    assert (u == u[:, :1]).all()  # one user per group of 1 + 4
+    assert (y[:, 0] == 1).all() and (y[:, 1:] == 0).all()
+    assert sorted(zip(u[:, 0].tolist(), i[:, 0].tolist(), w[:, 0].tolist(), strict=True)) == sorted(
+        zip(users.tolist(), items.tolist(), weights.tolist(), strict=True)
+    )
+    assert (w[:, 1:] == 1).all()
+    assert (
+        not {(a, b) for a, b in zip(u[:, 1:].ravel().tolist(), i[:, 1:].ravel().tolist(), strict=True)} & keys
+    )
+    assert not np.array_equal(u[:, 0], users)  # the positives are shuffled
+    bu, bp, bn = (a.reshape(-1, 4) for a in sampler.pairs(grouped=True))
+    assert (bu == bu[:, :1]).all() and (bp == bp[:, :1]).all()
+    assert not {(a, b) for a, b in zip(bu.ravel().tolist(), bn.ravel().tolist(), strict=True)} & keys
+
+
 def test_negative_sampler_is_uniform_over_unseen_items() -> None:
     from recbatch.train.sampling import NegativeSampler
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from recbatch.bench.harness import MIB, ScoringSpec, bench_session, median, save_results, size_of, timed
 from recbatch.bench.spark_engine import engine_output, sampled_top, timed_engine, write_inputs
+from recbatch.core.arrays import distinct
 
 NAIVE = ("keras-call", "keras-predict", "keras-function")
 
@@ -59,7 +60,7 @@ def make_seen(spec: NetworkBenchSpec) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(spec.seed + 2)
     rows = np.repeat(np.arange(spec.users, dtype=np.int64), min(spec.seen_per_user, spec.items - 1))
     cols = rng.integers(0, spec.items, size=len(rows), dtype=np.int64)
-    pairs = np.unique(rows * spec.items + cols)
+    pairs = distinct(rows * spec.items + cols)
     return pairs // spec.items, pairs % spec.items
 
 

@@ -29,6 +29,7 @@ from recbatch.bench.harness import ScoringSpec, bench_session, save_results, siz
 from recbatch.bench.score_peers import als, ceilings, naive
 from recbatch.bench.score_report import format_report, summarise
 from recbatch.bench.spark_engine import engine_output, sampled_top, timed_engine, write_inputs
+from recbatch.core.arrays import distinct
 
 
 @dataclass
@@ -53,7 +54,7 @@ def make_data(spec: BenchSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     per_user = min(spec.seen_per_user, spec.items - 1)
     rows = np.repeat(np.arange(spec.users, dtype=np.int64), per_user)
     cols = rng.integers(0, spec.items, size=len(rows), dtype=np.int64)
-    pairs = np.unique(rows * spec.items + cols)  # sorted by row, duplicates dropped
+    pairs = distinct(rows * spec.items + cols)  # sorted by row, duplicates dropped
     return users, items, pairs // spec.items, pairs % spec.items
 
 

@@ -130,10 +130,11 @@ def validation_fit_rows(spark: SparkSession, train_path: Path, num_users: int) -
 
     users, items = read_pairs(train_path)
     split = carve_validation(users, items, read_times(train_path), num_users)
+    # Every held-out row leaves the fit rows, also those of users the validation does not rank.
+    out = np.ones(len(users), bool)
+    out[split.fit_index] = False
     held = spark.createDataFrame(
-        pd.DataFrame(
-            {"user_idx": split.val_users.astype("int32"), "item_idx": split.val_items.astype("int32")}
-        ),
+        pd.DataFrame({"user_idx": users[out].astype("int32"), "item_idx": items[out].astype("int32")}),
         "user_idx int, item_idx int",
     )
     train = spark.read.parquet(str(train_path))

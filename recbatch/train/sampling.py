@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from recbatch.core.arrays import distinct
+
 # Rounds of redrawing negatives that hit a known positive; the few left after that (only
 # users who have seen nearly every item) are kept as label-0 examples.
 _REDRAW_ROUNDS = 10
@@ -79,11 +81,29 @@ class NegativeSampler(NegativeDraws):
         super().__init__(num_items, negatives, rng, probs)
         self.users = np.asarray(users, dtype=np.int32)
         self.items = np.asarray(items, dtype=np.int32)
-        self._positive_keys = np.unique(self.users.astype(np.int64) * self.num_items + self.items)
+        self._positive_keys = distinct(self.users.astype(np.int64) * self.num_items + self.items)
+        self._by_user: np.ndarray | None = None
 
-    def pairs(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def _grouped_negatives(self) -> np.ndarray:
+        """`negatives` negatives for each positive, shape (positives, negatives), drawn in user
+        order: the membership test then walks the sorted positive keys in order instead of at
+        random (measured: 23M draws against 5.7M positives 5.5 -> 1.9 s)."""
+        if self._by_user is None:
+            self._by_user = np.argsort(self.users, kind="stable")
+        k = self.negatives
+        neg = np.empty((len(self.users), k), np.int32)
+        neg[self._by_user] = self.negatives_for(np.repeat(self.users[self._by_user], k)).reshape(-1, k)
+        return neg
+
+    def pairs(self, weights: np.ndarray | None = None, grouped: bool = False) -> tuple[np.ndarray, ...]:
         """One epoch of shuffled BPR triples (user, positive, negative), `negatives` per positive;
-        with `weights` (one per positive) each triple's weight comes fourth."""
+        with `weights` (one per positive) each triple's weight comes fourth. `grouped` keeps a
+        positive's triples together (see `sample`)."""
+        if grouped:
+            k, order = self.negatives, self.rng.permutation(len(self.users))
+            neg = self._grouped_negatives()[order].ravel()
+            out = (np.repeat(self.users[order], k), np.repeat(self.items[order], k), neg)
+            return out if weights is None else (*out, np.repeat(weights[order], k))
         users = np.repeat(self.users, self.negatives)
         pos = np.repeat(self.items, self.negatives)
         neg = self.negatives_for(users)
@@ -97,9 +117,24 @@ class NegativeSampler(NegativeDraws):
         pos[pos == len(self._positive_keys)] = 0
         return self._positive_keys[pos] == keys
 
-    def sample(self, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def sample(self, weights: np.ndarray | None = None, grouped: bool = False) -> tuple[np.ndarray, ...]:
         """One epoch of shuffled (users, items, labels): positives labelled 1, negatives 0; with
-        `weights` (one per positive) each example's weight comes fourth (negatives weigh 1)."""
+        `weights` (one per positive) each example's weight comes fourth (negatives weigh 1).
+
+        `grouped`: the positives are shuffled and each is followed by its own negatives, as the
+        streamed input's batches are built, so a batch holds 1/(1 + negatives) as many distinct
+        users and the lazy update touches that many fewer rows (measured: 14.2 -> 9.8 ms a step of
+        16,384 at 250K users); shuffled example by example otherwise."""
+        if grouped:
+            k, order = self.negatives, self.rng.permutation(len(self.users))
+            n = len(order)
+            items = np.column_stack([self.items[order], self._grouped_negatives()[order]]).ravel()
+            labels = np.tile(np.r_[1.0, np.zeros(k)].astype(np.float32), n)
+            out = (np.repeat(self.users[order], 1 + k), items, labels)
+            if weights is None:
+                return out
+            w = np.column_stack([weights[order], np.ones((n, k), np.float32)]).ravel()
+            return (*out, w.astype(np.float32))
         neg_users = np.repeat(self.users, self.negatives)
         neg_items = self.negatives_for(neg_users)
         users = np.concatenate([self.users, neg_users])
@@ -133,13 +168,16 @@ class MemoryInput:
         self.rows = len(self.users)
         self.item_counts = np.bincount(self.items, minlength=self.num_items)
         self.sampler: NegativeSampler | None = None
+        self.grouped = False
+        self.prefetch = False  # an epoch is drawn whole up front; its batches are slices
 
-    def start(self, cfg: Any, rng: np.random.Generator) -> None:
-        """Bind the run's generator and the negative sampler (uniform or popularity^alpha)."""
+    def start(self, cfg: Any, rng: np.random.Generator, grouped: bool = False) -> None:
+        """Bind the run's generator and the negative sampler (uniform or popularity^alpha);
+        `grouped`: each positive's negatives come right after it (`NegativeSampler.sample`)."""
         probs = None
         if cfg.negative_sampling == "popularity":
             probs = count_weights(self.item_counts, cfg.negative_alpha)
-        self.rng = rng
+        self.rng, self.grouped = rng, grouped
         self.sampler = NegativeSampler(self.users, self.items, self.num_items, cfg.negatives, rng, probs)
 
     def num_batches(self, cfg: Any) -> int:
@@ -153,9 +191,9 @@ class MemoryInput:
         assert self.sampler is not None, "call start() first"
         w = self.weights
         if cfg.loss == "bce":
-            arrays: tuple[np.ndarray, ...] = self.sampler.sample(w)
+            arrays: tuple[np.ndarray, ...] = self.sampler.sample(w, self.grouped)
         elif cfg.loss == "bpr":
-            arrays = self.sampler.pairs(w)
+            arrays = self.sampler.pairs(w, self.grouped)
         else:
             order = self.rng.permutation(self.rows)
             arrays = (self.users[order], self.items[order], *(() if w is None else (w[order],)))

@@ -20,7 +20,7 @@ import numpy as np
 
 from recbatch.artifacts import check_range
 from recbatch.config import TrainConfig
-from recbatch.core.validation import Split, pair_draw
+from recbatch.core.validation import VALIDATION_USERS, Split, pair_draw
 from recbatch.errors import DataError
 from recbatch.storage import parquet_files
 from recbatch.train.bloom import PairFilter
@@ -30,9 +30,8 @@ if TYPE_CHECKING:
     from recbatch.train.loop import FitResult, InitWeights
 
 READ_ROWS = 65_536  # rows per Parquet record batch read
-# Validation NDCG in stream mode ranks a seeded sample of at most this many held-out users,
-# whose fit rows (for masking seen items) are the only rows kept in memory.
-VALIDATION_USERS = 20_000
+# Validation NDCG ranks a seeded sample of at most VALIDATION_USERS held-out users, as in memory
+# mode; here their fit rows (for masking seen items) are the only rows kept in memory.
 
 
 def memory_estimate_mb(cfg: TrainConfig, rows: int) -> float:
@@ -185,6 +184,7 @@ class StreamInput:
         self.kept_users = np.concatenate(kept_u) if kept_u else np.zeros(0, np.int32)
         self.kept_items = np.concatenate(kept_i) if kept_i else np.zeros(0, np.int32)
         self._draws: _FilterDraws | None = None
+        self.prefetch = True  # each batch reads, shuffles and draws negatives
 
     def _positives(self, rng: np.random.Generator | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for batch in scan(self.path, ["user_idx", "item_idx"], rng, self.read_rows):
@@ -195,8 +195,9 @@ class StreamInput:
                 u, i = u[keep], i[keep]
             yield u, i
 
-    def start(self, cfg: TrainConfig, rng: np.random.Generator) -> None:
-        """Bind the run's generator and the negative sampler (uniform or popularity^alpha)."""
+    def start(self, cfg: TrainConfig, rng: np.random.Generator, grouped: bool = False) -> None:
+        """Bind the run's generator and the negative sampler (uniform or popularity^alpha).
+        A streamed batch always holds its positives' own negatives, `grouped` or not."""
         probs = None
         if cfg.negative_sampling == "popularity":
             probs = count_weights(self.item_counts, cfg.negative_alpha)
