@@ -23,7 +23,7 @@ import numpy as np
 
 from recbatch.artifacts import read_pairs
 from recbatch.core.metrics import ranking_metrics
-from recbatch.core.ranking import DotScorer, group_items, rank_users
+from recbatch.core.ranking import DotScorer, ListScorer, group_items, rank_users
 from recbatch.evaluate.baselines import item_popularity
 from recbatch.storage import write_json
 
@@ -117,9 +117,8 @@ def baseline_rankings(
     candidates: list[np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """[users, k] rankings of popularity and each factor model; users without a vector get popularity."""
-    ones = np.ones((1, 1), np.float32)
     everyone = np.zeros(len(truth.users), dtype=np.int64)
-    pop = rank_users(DotScorer(ones, popularity[:, None]), everyone, k, seen, candidates)
+    pop = rank_users(ListScorer(popularity, 1), everyone, k, seen, candidates)
     out = {"popularity": pop}
     known = np.flatnonzero(truth.user_idx >= 0)
     for name, (user_rows, item_rows) in factors.items():

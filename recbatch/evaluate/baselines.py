@@ -1,9 +1,9 @@
 """Popularity baselines: the same list for every user, ranked by the scoring kernel like any model.
 
 popularity: train users per item. popularity_recent: train users per item within the last
-`evaluate.window_days` of train, all-time counts breaking ties. Both are one-factor
-DotScorers (a column of ones times the counts), so seen items are masked and ties break by
-item index exactly as for the models. The Spark ALS baseline is in `recbatch.evaluate.als`.
+`evaluate.window_days` of train, all-time counts breaking ties. Both are `ListScorer`s (one
+list for every user), so seen items are masked and ties break by item index exactly as for
+the models. The Spark ALS baseline is in `recbatch.evaluate.als`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from recbatch.config import EvaluateConfig
-from recbatch.core.ranking import DotScorer, Scorer
+from recbatch.core.ranking import ListScorer, Scorer
 from recbatch.core.validation import has_time
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,9 @@ def popularity_scorers(
     block: int,
 ) -> dict[str, Scorer]:
     """The configured popularity baselines as scorers; `train_times` is read only when needed."""
-    ones = np.ones((num_users, 1), np.float32)
     scorers: dict[str, Scorer] = {}
     if "popularity" in ecfg.baselines:
-        scorers["popularity"] = DotScorer(ones, popularity[:, None], block)
+        scorers["popularity"] = ListScorer(popularity, num_users, block)
     if "popularity_recent" in ecfg.baselines:
         times = train_times()
         if not has_time(times):
@@ -57,5 +56,5 @@ def popularity_scorers(
             log.warning("evaluate: popularity_recent skipped: the prepared data has no event times")
             return scorers
         recent = recent_popularity(train_items, times, len(popularity), ecfg.window_days)
-        scorers["popularity_recent"] = DotScorer(ones, recent[:, None].astype(np.float64), block)
+        scorers["popularity_recent"] = ListScorer(recent, num_users, block)
     return scorers

@@ -26,6 +26,7 @@ import numpy as np
 
 from recbatch.artifacts import check_range, read_factors, read_manifest, read_network, read_pairs, read_times
 from recbatch.config import Config
+from recbatch.core.arrays import distinct
 from recbatch.core.metrics import ranking_metrics
 from recbatch.core.ranking import (
     DotScorer,
@@ -78,8 +79,8 @@ class HeldOut:
 
 
 def sample_users(users: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
-    """All `users`, or a seeded sample of `max_users` of them, ascending."""
-    if max_users is None or len(users) <= max_users:
+    """All `users` (max_users 0 or None), or a seeded sample of `max_users` of them, ascending."""
+    if not max_users or len(users) <= max_users:
         return users
     return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
 
@@ -126,7 +127,7 @@ def _test_set(
     test_u, test_i = read_pairs(layout.test)
     check_range(train_u, train_i, num_users, num_items, layout.train)
     check_range(test_u, test_i, num_users, num_items, layout.test)
-    with_test = np.unique(test_u)
+    with_test = distinct(test_u)
     if len(with_test) == 0:
         raise DataError(
             f"the test split at {layout.test} is empty: set prepare.test_per_user >= 1 and re-run prepare"
