@@ -209,13 +209,14 @@ def _split_and_write(
     """Index the kept pairs, mark the test split, and write interactions, train and test
     (their schemas returned, by name)."""
     split_path = layout.prepared / SPLIT_DIR
-    # Partitioned by user after the split's window; sorting within partitions keeps files stable.
-    # Written once with the split mark and read back three times: no data-sized cache.
+    # Partitioned by user and in a total order as the split's window leaves it (see prep.split:
+    # no sort after the window). Written once with the split mark and read back three times: no
+    # data-sized cache.
     has_time = config.input.timestamp_col is not None
     marked = split.mark_split(
         index_pairs(kept, vocab.users, vocab.items), config.prepare, layout.date, has_time
     )
-    schema = _write(marked.sortWithinPartitions("user_idx", "item_idx"), split_path)
+    schema = _write(marked, split_path)
     kept.unpersist()  # the split is on disk: the cache of `kept` only takes memory now
     split_df = _read_back(spark, split_path, schema)
     return {
