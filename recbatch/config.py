@@ -408,6 +408,14 @@ class TrainConfig(Section):
         "a seeded sample of 20,000 of these users is ranked where there are more.",
     )
     validation_k: int = Field(10, ge=1, description="Early stopping watches validation NDCG at this K.")
+    validation_negatives: int = Field(
+        0,
+        ge=0,
+        description="0: validation ranks every item the user has not seen; N: each validation item "
+        "among N seeded unseen items drawn uniformly (the NCF protocol, evaluate.protocol = 'sampled'), so "
+        "early stopping, `recbatch tune` and the ALS grid pick for that protocol. `recbatch backtest "
+        "--negatives N` sets it to N for its visible run when it is 0.",
+    )
     patience: int = Field(
         3, ge=1, description="Stop after this many epochs without a better validation NDCG."
     )

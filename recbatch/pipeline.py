@@ -109,7 +109,8 @@ def evaluate(config: Config, layout: RunLayout, spark: SparkSession | None = Non
         items = spark.read.parquet(str(layout.item_vocab)).count()
         started = time.perf_counter()
         checkpoints = str(layout.tmp_dir / "als-checkpoints")  # removed by als_factors
-        extra["als"] = als_factors(spark, layout.train, users, items, config.als, checkpoints)
+        negatives = config.train.validation_negatives
+        extra["als"] = als_factors(spark, layout.train, users, items, config.als, checkpoints, negatives)
         log.info("evaluate: Spark ALS baseline trained in %.1fs", time.perf_counter() - started)
     return run_evaluate(config, layout, extra, fit_comparison_models(config, layout))
 
@@ -335,7 +336,7 @@ def backtest(
         pairs = candidate_pairs(spark, split.events, held, negatives, config.prepare.split_seed)
         pairs.write.mode("overwrite").parquet(str(out / "candidates"))
         candidates = str(out / "candidates")
-    inner = visible_config(config, visible_input, out / "work", candidates)
+    inner = visible_config(config, visible_input, out / "work", candidates, negatives)
     layout = layout_for(inner, date)
     seconds["hold_out"] = round(time.perf_counter() - clock, 2)
     steps = (

@@ -104,3 +104,24 @@ def test_the_backtest_publishes_nothing_in_the_production_workdir(backtested):
     workdir = out.parents[2]
     assert not (workdir / "published").exists()
     assert (out / "work" / "published" / "recommendations").is_dir()
+
+
+def test_the_candidate_protocol_ranks_each_hidden_item_among_its_negatives_and_validates_alike(
+    spark, tmp_path
+):
+    config = small_config(tmp_path, evaluate='baselines = ["popularity", "als"]')
+    assert runner.invoke(app, ["synth", "--config", str(config)]).exit_code == 0
+    result = runner.invoke(app, ["backtest", "--config", str(config), "--date", DATE, "--negatives", "20"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "work" / "runs" / f"dt={DATE}" / "backtest"
+    doc = json.loads((out / "metrics.json").read_text())
+    assert set(doc["models"]) == {"published", "popularity", "als"}
+    candidates = spark.read.parquet(str(out / "candidates"))
+    per_user = {r["user_id"]: r["count"] for r in candidates.groupBy("user_id").count().collect()}
+    assert set(per_user.values()) == {21}, "each hidden item and its 20 negatives"
+    for scores in doc["models"].values():
+        assert 0.0 <= scores["ndcg@5"] <= scores["hr@5"] <= 1.0
+    # 21 candidates: a random ranking would hit 5/21 of the time; the model must do better.
+    assert doc["models"]["published"]["hr@5"] > 5 / 21
+    manifest = json.loads((out / "work" / "runs" / f"dt={DATE}" / "model" / "manifest.json").read_text())
+    assert manifest["config"]["train"]["validation_negatives"] == 20

@@ -128,6 +128,31 @@ def test_many_users_hold_out_their_latest_item_and_a_seeded_sample_of_them_is_ra
     )
 
 
+def test_sampled_validation_ranks_each_held_out_item_among_seeded_unseen_items():
+    from recbatch.core.ranking import DotScorer
+    from recbatch.core.validation import scorer_ndcg, with_sampled_negatives
+
+    rng = np.random.default_rng(2)
+    users = np.repeat(np.arange(30, dtype=np.int32), 6)
+    items = np.concatenate([rng.choice(200, 6, replace=False) for _ in range(30)]).astype(np.int32)
+    ts = np.tile(np.arange(6, dtype=np.int64), 30)
+    split = with_sampled_negatives(carve_validation(users, items, ts, 30), 30, 200, 20)
+    again = with_sampled_negatives(carve_validation(users, items, ts, 30), 30, 200, 20)
+    for user, item, cands, same in zip(
+        split.val_users, split.val_items, split.candidates, again.candidates, strict=True
+    ):
+        assert cands[0] == item and len(set(cands.tolist())) == 21
+        assert not set(cands.tolist()) & set(split.fit_items[split.fit_users == user].tolist())
+        np.testing.assert_array_equal(cands, same)
+    # Item scores = their index: the held-out item's rank depends only on its candidates.
+    scorer = DotScorer(np.ones((30, 1), np.float32), np.arange(200, dtype=np.float32)[:, None])
+    full = scorer_ndcg(scorer, carve_validation(users, items, ts, 30), 30, 10)
+    ranks = [int(np.sum(c[1:] > c[0])) for c in split.candidates]
+    expected = np.mean([1 / np.log2(r + 2) if r < 10 else 0.0 for r in ranks])
+    assert scorer_ndcg(scorer, split, 30, 10) == pytest.approx(expected)
+    assert expected > full
+
+
 def _report(read: int, quarantined: int, reasons: dict[str, int]) -> dict:
     return {"rows_read": read, "rows_quarantined": quarantined, "quarantine_by_reason": reasons}
 

@@ -96,6 +96,7 @@ def _run(folder: Path, data: Path, cores: int) -> dict[str, Any]:
         assert process.stdout is not None
         for line in process.stdout:
             out.write(line)
+            out.flush()  # the log is where a long run's progress shows
             if ": starting" in line and "stage " in line:
                 starts.append((line.split("stage ", 1)[1].split(":", 1)[0], time.monotonic()))
     code = process.wait()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recbatch.core.metrics import hits_matrix, ndcg
-from recbatch.core.ranking import Scorer, group_items, rank_users
+from recbatch.core.ranking import Scorer, group_items, rank_users, sample_candidates
 
 # Fixed, so every model and the ALS grid validate on the same items whatever their own seeds.
 VALIDATION_SEED = 0x5EED
@@ -35,6 +35,8 @@ class Split:
     val_items: np.ndarray
     fit_index: np.ndarray | None = None  # positions of the fit rows in the carved arrays
     seen: list[np.ndarray] | None = field(default=None, repr=False)  # fit items of each val user
+    # The sampled protocol (with_sampled_negatives): the items each validation ranking is over.
+    candidates: list[np.ndarray] | None = field(default=None, repr=False)
 
 
 def has_time(last_ts: np.ndarray) -> bool:
@@ -70,15 +72,34 @@ def carve_validation(users: np.ndarray, items: np.ndarray, last_ts: np.ndarray, 
     return Split(users[keep], items[keep], users[val], items[val], keep)
 
 
-def scorer_ndcg(scorer: Scorer, split: Split, num_users: int, k: int) -> float:
-    """NDCG@k of the validation items under any scorer, ranking all items not in the fit rows."""
-    users = np.asarray(split.val_users, dtype=np.int64)
-    if split.seen is None:  # grouped once per split: every epoch and grid point reuses it
+def seen_items(split: Split, num_users: int) -> list[np.ndarray]:
+    """The fit items of each validation user, grouped once per split (every epoch and grid point reuses them)."""
+    if split.seen is None:
         wanted = np.zeros(num_users, bool)
-        wanted[users] = True
+        wanted[split.val_users] = True
         mask = wanted[split.fit_users]
         seen_all = group_items(split.fit_users[mask], split.fit_items[mask], num_users)
-        split.seen = [seen_all[u] for u in users]
-    ranked = rank_users(scorer, users, k, split.seen)
+        split.seen = [seen_all[u] for u in split.val_users]
+    return split.seen
+
+
+def with_sampled_negatives(split: Split, num_users: int, num_items: int, negatives: int) -> Split:
+    """`split` with each validation item ranked among `negatives` unseen items drawn uniformly
+    (seeded by VALIDATION_SEED, so every model and the ALS grid see the same candidates), as
+    evaluate.protocol = "sampled" ranks test items; `negatives` 0 leaves the full ranking."""
+    if negatives:
+        relevant = [np.array([item]) for item in split.val_items]
+        rng = np.random.default_rng(VALIDATION_SEED)
+        split.candidates = sample_candidates(
+            relevant, seen_items(split, num_users), num_items, negatives, rng
+        )
+    return split
+
+
+def scorer_ndcg(scorer: Scorer, split: Split, num_users: int, k: int) -> float:
+    """NDCG@k of the validation items under any scorer, ranking all items not in the fit rows
+    (or only each user's sampled candidates, `with_sampled_negatives`)."""
+    users = np.asarray(split.val_users, dtype=np.int64)
+    ranked = rank_users(scorer, users, k, seen_items(split, num_users), split.candidates)
     relevant = [np.array([i]) for i in split.val_items]
     return ndcg(hits_matrix(ranked, relevant, k), np.ones(len(users)))

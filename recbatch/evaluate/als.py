@@ -111,12 +111,13 @@ def pick_params(
     params: AlsConfig,
     checkpoint_dir: str,
     k: int = 10,
+    validation_negatives: int = 0,
 ) -> tuple[AlsConfig, list[dict[str, float]]]:
     """The grid point with the best validation NDCG@k; validation = each user's latest train item
     (the same split the Keras models stop on), never the test split. Checkpoints go under
     `checkpoint_dir`, removed afterwards."""
     with checkpoints_in(spark, checkpoint_dir):
-        return _pick(spark, train_path, num_users, num_items, params, k)
+        return _pick(spark, train_path, num_users, num_items, params, k, validation_negatives)
 
 
 def validation_fit_rows(spark: SparkSession, train_path: Path, num_users: int) -> tuple[Split, DataFrame]:
@@ -145,12 +146,19 @@ def validation_fit_rows(spark: SparkSession, train_path: Path, num_users: int) -
 
 
 def _pick(
-    spark: SparkSession, train_path: Path, num_users: int, num_items: int, params: AlsConfig, k: int
+    spark: SparkSession,
+    train_path: Path,
+    num_users: int,
+    num_items: int,
+    params: AlsConfig,
+    k: int,
+    validation_negatives: int = 0,
 ) -> tuple[AlsConfig, list[dict[str, float]]]:
     from recbatch.core.ranking import DotScorer
-    from recbatch.core.validation import scorer_ndcg
+    from recbatch.core.validation import scorer_ndcg, with_sampled_negatives
 
     split, fit_rows = validation_fit_rows(spark, train_path, num_users)
+    with_sampled_negatives(split, num_users, num_items, validation_negatives)
     trials = []
     for candidate in grid(params):
         model = fit_als(spark, fit_rows, candidate)
@@ -181,17 +189,18 @@ def als_factors(
     num_items: int,
     params: AlsConfig,
     checkpoint_dir: str,
+    validation_negatives: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train ALS on the prepared train split and return (user factors, item factors) by dense index.
 
     With [als] grid lists set, the grid point with the best validation NDCG is picked
-    first (`pick_params`) and refitted on all of train. Checkpoints go under
+    first (`pick_params`, on the sampled protocol with `validation_negatives`) and refitted on all of train. Checkpoints go under
     `checkpoint_dir` (e.g. <workdir>/runs/dt=<date>/tmp/als-checkpoints) and are removed
     when the fit ends, whether it succeeds or fails.
     """
     with checkpoints_in(spark, checkpoint_dir):
         if len(grid(params)) > 1:
-            params, _ = _pick(spark, train_path, num_users, num_items, params, 10)
+            params, _ = _pick(spark, train_path, num_users, num_items, params, 10, validation_negatives)
             log.info("ALS grid: picked rank %d reg %g alpha %g", params.rank, params.reg, params.alpha)
         model = fit_als(spark, spark.read.parquet(str(train_path)), params)
         return (

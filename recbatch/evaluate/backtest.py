@@ -158,8 +158,10 @@ def backtest_metrics(
     if "als" in config.evaluate.baselines:
         started = time.perf_counter()
         checkpoints = str(layout.tmp_dir / "als-checkpoints")  # removed by als_factors
+        # The visible run's validation protocol (visible_config): the ALS grid picks for it too.
+        negatives = config.train.validation_negatives
         factors["als"] = als_factors(
-            spark, layout.interactions, n_users, truth.n_items, config.als, checkpoints
+            spark, layout.interactions, n_users, truth.n_items, config.als, checkpoints, negatives
         )
         log.info(
             "backtest: Spark ALS fitted on the visible interactions in %.1fs", time.perf_counter() - started
@@ -192,10 +194,17 @@ def _candidate_lists(candidates: DataFrame, truth: Truth) -> list[np.ndarray]:
     return out
 
 
-def visible_config(config: Config, visible_input: Any, workdir: Location, candidates: str | None) -> Config:
+def visible_config(
+    config: Config,
+    visible_input: Any,
+    workdir: Location,
+    candidates: str | None,
+    negatives: int | None = None,
+) -> Config:
     """The configuration of the backtest's own run: the same settings on the visible input, in its
     own work directory, exporting nothing and registering nothing (no catalog table), without a
-    gate (its table has no yesterday); with `candidates`, every candidate of that table ranked."""
+    gate (its table has no yesterday); with `candidates`, every candidate of that table ranked, and
+    validation on the same protocol (`negatives` per item) unless train.validation_negatives says one."""
     from recbatch.config import Config as ConfigModel
 
     data = config.model_dump(mode="json")
@@ -207,6 +216,8 @@ def visible_config(config: Config, visible_input: Any, workdir: Location, candid
     data["prepare"]["previous_vocab"] = ""
     if candidates is not None:
         data["score"].update({"candidates": candidates, "candidates_output": "all"})
+        if negatives and not data["train"]["validation_negatives"]:
+            data["train"]["validation_negatives"] = negatives
     return ConfigModel.model_validate(data)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from recbatch.config import TrainConfig
-from recbatch.core.validation import Split, carve_validation
+from recbatch.core.validation import Split, carve_validation, with_sampled_negatives
 from recbatch.train.lazy_adam import LazyAdam
 from recbatch.train.progress import EpochProgress, terminal
 from recbatch.train.sampling import MemoryInput
@@ -323,7 +323,10 @@ def fit(
     init_weights: InitWeights | None = None,
 ) -> FitResult:
     """Fit `cfg.model` on in-memory positives, weighted by `weights` when given (see `fit_input`)."""
-    split = carve_validation(users, items, last_ts, num_users) if cfg.validation else None
+    split = None
+    if cfg.validation:
+        split = carve_validation(users, items, last_ts, num_users)
+        with_sampled_negatives(split, num_users, num_items, cfg.validation_negatives)
     fit_part = None
     if split is not None:
         fit_weights = None if weights is None else weights[split.fit_index]

@@ -20,7 +20,7 @@ import numpy as np
 
 from recbatch.artifacts import check_range
 from recbatch.config import TrainConfig
-from recbatch.core.validation import VALIDATION_USERS, Split, pair_draw
+from recbatch.core.validation import VALIDATION_USERS, Split, pair_draw, with_sampled_negatives
 from recbatch.errors import DataError
 from recbatch.storage import parquet_files
 from recbatch.train.bloom import PairFilter
@@ -292,4 +292,5 @@ def fit_stream(
     users = validation_users(stats, cfg.seed)
     fit_part = StreamInput(path, stats, held=held, keep_users=users, read_rows=read_rows)
     split = Split(fit_part.kept_users, fit_part.kept_items, users, held[users])
+    with_sampled_negatives(split, num_users, num_items, cfg.validation_negatives)
     return fit_input(cfg, num_users, num_items, fit_part, split, everything, init_weights)

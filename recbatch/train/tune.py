@@ -54,7 +54,7 @@ def run_tune(config: Config, layout: RunLayout) -> dict[str, Any]:
 
     require_prepared(layout)
     prepare_tensorflow()
-    from recbatch.core.validation import carve_validation
+    from recbatch.core.validation import carve_validation, with_sampled_negatives
     from recbatch.train.loop import train_epochs
 
     num_users, num_items = count_rows(layout.user_vocab), count_rows(layout.item_vocab)
@@ -63,6 +63,7 @@ def run_tune(config: Config, layout: RunLayout) -> dict[str, Any]:
     split = carve_validation(users, items, read_times(layout.train), num_users)
     if len(split.val_users) == 0:
         raise DataError("no user has two train items, so there is no validation split to tune on")
+    with_sampled_negatives(split, num_users, num_items, config.train.validation_negatives)
     trials = []
     for n, overrides in enumerate(combinations(config.train), start=1):
         cfg = trial_config(config.train, overrides)
