@@ -124,36 +124,25 @@ def test_top_k_selects_exactly_what_the_full_sort_does_with_ties_and_masked_entr
         assert np.array_equal(got_idx, want_idx) and np.array_equal(got_val, want_val), (rows, cols, k)
 
 
-def _full_sort_ranking(scores: np.ndarray, seen: list[np.ndarray], k: int) -> np.ndarray:
-    """The reference: every score of every user, seen items -inf, the full sort."""
-    masked = scores.astype(np.float32).copy()
-    for r, s in enumerate(seen):
-        masked[r, s] = -np.inf
-    return top_k_rows(masked, k)[0]
-
-
-def test_evaluation_ranks_one_list_for_everyone_like_the_full_sort():
+def test_evaluation_ranks_one_list_for_everyone_like_the_naive_sort():
     from recbatch.core.ranking import ListScorer, rank_users
 
     rng = np.random.default_rng(5)
     popularity = rng.integers(0, 6, 300).astype(np.float32)  # many ties
     seen = [rng.choice(300, rng.integers(0, 40), replace=False) for _ in range(500)]
     seen[7] = np.arange(296)  # only 4 unseen items left: the rest of the row is padding
-    users = np.arange(500)
-    ranked = rank_users(ListScorer(popularity, 500, block=64), users, 10, seen)
-    np.testing.assert_array_equal(ranked, _full_sort_ranking(np.tile(popularity, (500, 1)), seen, 10))
+    ranked = rank_users(ListScorer(popularity, 500, block=64), np.arange(500), 10, seen)
+    np.testing.assert_array_equal(ranked, _naive(np.ones((500, 1)), popularity[:, None], 10, seen)[0])
     assert (ranked[7, 4:] == -1).all()
 
 
-def test_evaluation_ranks_dot_scorers_by_tiles_like_the_full_sort(monkeypatch):
+def test_evaluation_ranks_dot_scorers_by_tiles_like_the_naive_sort(monkeypatch):
     import recbatch.core.ranking as ranking
 
     rng = np.random.default_rng(6)
-    # Rounded factors: ties between items, broken by index in every tile as in the full sort.
-    user_rows = np.round(rng.standard_normal((300, 4)), 1).astype(np.float32)
-    item_rows = np.round(rng.standard_normal((257, 4)), 1).astype(np.float32)
+    user_rows, item_rows = _tied(rng, 300, 257, 4)  # exact dots, ties broken by index in every tile
     seen = [rng.choice(257, rng.integers(0, 30), replace=False) for _ in range(300)]
     monkeypatch.setattr(ranking, "TILE_SCORES", 64 * 50)  # 64-user blocks by tiles of 50 items
     scorer = ranking.DotScorer(user_rows, item_rows, block=64)
     ranked = ranking.rank_users(scorer, np.arange(300), 12, seen)
-    np.testing.assert_array_equal(ranked, _full_sort_ranking(user_rows @ item_rows.T, seen, 12))
+    np.testing.assert_array_equal(ranked, _naive(user_rows, item_rows, 12, seen)[0])

@@ -154,7 +154,7 @@ def rank_users(
 def _rank_dot(scorer: DotScorer, users: np.ndarray, k: int, seen: Sequence[np.ndarray]) -> np.ndarray:
     """`rank_users` for a dot scorer by the scoring engine's kernel, TILE_SCORES scores at a time."""
     tile = max(1, TILE_SCORES // max(1, scorer.block))
-    kernel = TopKScorer(np.asarray(scorer.item_matrix, dtype=np.float32), k, tile)
+    kernel = TopKScorer(scorer.item_matrix, k, tile)
     ranked = np.full((len(users), k), NO_ITEM, dtype=np.int64)
     for start in range(0, len(users), scorer.block):
         stop = start + scorer.block

@@ -2,11 +2,11 @@
 by last_ts, ties by item_idx), a time cutoff, or a seeded random draw; `mark_split` applies
 the one `prepare.split` names.
 
-Each comes out partitioned by user with its rows in a total order (a user's rows by the
-split's own window order), so the split is written as it leaves the window: a sort after it
-would buffer the partition while the window buffers a big user, and Spark cannot spill the
-window's buffer for the sort (SPARK-39932: "Unable to acquire ... memory, got 0" at 20M events
-with a 2g driver).
+Each comes out with the rows of every partition in a total order (a user's rows by the split's
+own window order; without a test split, by user and item), so the split is written as it
+leaves the window: a sort after it would buffer the partition while the window buffers a big
+user, and Spark cannot spill the window's buffer for the sort (SPARK-39932: "Unable to acquire
+... memory, got 0" at 20M events with a 2g driver).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def mark_test(interactions: DataFrame, n: int, seed: int | None = None) -> DataF
 
     cols = [F.col(c) for c in INTERACTION_COLUMNS]
     if n == 0:
-        by_user = interactions.repartition("user_idx").sortWithinPartitions("user_idx", "item_idx")
-        return by_user.select(*cols, F.lit(False).alias("is_test"))
+        ordered = interactions.sortWithinPartitions("user_idx", "item_idx")
+        return ordered.select(*cols, F.lit(False).alias("is_test"))
     by_user = Window.partitionBy("user_idx")
     when = F.col("last_ts") if seed is None else F.xxhash64(F.col("user_idx"), F.col("item_idx"), F.lit(seed))
     latest_first = by_user.orderBy(when.desc(), F.col("item_idx").desc())

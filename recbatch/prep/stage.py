@@ -209,8 +209,8 @@ def _split_and_write(
     """Index the kept pairs, mark the test split, and write interactions, train and test
     (their schemas returned, by name)."""
     split_path = layout.prepared / SPLIT_DIR
-    # Partitioned by user and in a total order as the split's window leaves it (see prep.split:
-    # no sort after the window). Written once with the split mark and read back three times: no
+    # Each partition in a total order as the split leaves it (see prep.split: no sort after the
+    # window). Written once with the split mark and read back three times: no
     # data-sized cache.
     has_time = config.input.timestamp_col is not None
     marked = split.mark_split(
