@@ -263,3 +263,8 @@ def save_results(folder: Path, results: dict[str, Any], summarise, format_report
     write_json(folder / "results.json", results)
     (folder / "report.md").write_text(report, encoding="utf-8")
     return report
+
+
+def printed_report(folder: Path, results: dict[str, Any], summarise, format_report) -> str:
+    """`save_results`, then the report as the command prints it: followed by where results.json went."""
+    return save_results(folder, results, summarise, format_report) + f"results -> {folder / 'results.json'}\n"

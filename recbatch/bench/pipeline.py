@@ -25,8 +25,8 @@ from typing import Any
 from recbatch.bench.harness import (
     MIB,
     descendants,
+    printed_report,
     rss_bytes,
-    save_results,
     synthetic_events,
     write_bench_config,
 )
@@ -180,7 +180,4 @@ def format_report(results: dict[str, Any]) -> str:
 def bench_pipeline(sizes: list[int], workdir: Path, cores: int, budget_s: float) -> str:
     """Run the benchmark, write results.json and report.md under `workdir`; return the report."""
     workdir.mkdir(parents=True, exist_ok=True)
-    results = run_bench(sizes, workdir, cores, budget_s)
-    return (
-        save_results(workdir, results, _summary, format_report) + f"results -> {workdir / 'results.json'}\n"
-    )
+    return printed_report(workdir, run_bench(sizes, workdir, cores, budget_s), _summary, format_report)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recbatch.bench.harness import measure_command, save_results, synthetic_events, write_bench_config
+from recbatch.bench.harness import measure_command, printed_report, synthetic_events, write_bench_config
 
 RUN_DATE = "2026-01-02"
 SAMPLE_SECONDS = 0.5
@@ -199,7 +199,4 @@ def format_report(results: dict[str, Any]) -> str:
 def bench_train(sizes: list[int], workdir: Path, cores: int, als_memory: str) -> str:
     """Run the benchmark, write results.json and report.md under `workdir`; return the report."""
     workdir.mkdir(parents=True, exist_ok=True)
-    results = run_bench(sizes, workdir, cores, als_memory)
-    return (
-        save_results(workdir, results, _summary, format_report) + f"results -> {workdir / 'results.json'}\n"
-    )
+    return printed_report(workdir, run_bench(sizes, workdir, cores, als_memory), _summary, format_report)
